@@ -1,0 +1,164 @@
+"""Benchmark of the embedded message store (SQLiteMailStore): append and metadata fetch rates.
+
+Prints figures; it is not a test. Everything happens in a fresh temporary data directory
+(or ``--dir``) with the real durability settings (fsync of every blob and its directory,
+SQLite WAL with synchronous=FULL), so the append figures are bound by the disk's fsync rate.
+
+    .venv/bin/python bench/store.py                    # defaults
+    .venv/bin/python bench/store.py --appends 500 --concurrent-appends 2000 --fetch 10000
+
+Measured:
+- append, sequential: one appender, each append awaited (durable) before the next;
+- append, concurrent: ``--concurrency`` appenders at once (group commit, parallel fsyncs);
+- fetch: one ``fetch()`` of every message of a ``--fetch``-message mailbox, without and with
+  the parse-once info (FETCH FLAGS vs FETCH ENVELOPE BODYSTRUCTURE), best of ``--repeat``;
+- read: whole-message reads (FETCH BODY[]), sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from posthorn.store.base import Delivery
+from posthorn.store.sqlite import SQLiteMailStore
+
+ACCOUNT = "bench@example.org"
+
+
+def make_message(n: int, size: int) -> bytes:
+    """An RFC 5322 message of about ``size`` bytes with a realistic header block."""
+    head = (
+        "Return-Path: <sender@example.net>\r\n"
+        "Received: from mx.example.net (mx.example.net [192.0.2.7])\r\n"
+        "\tby mail.example.org (posthorn) with ESMTPS id BENCH\r\n"
+        "\tfor <bench@example.org>; Mon, 23 Nov 2026 10:00:00 +0100\r\n"
+        f"Message-ID: <{n}.bench@example.net>\r\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n"
+        "From: Sender Example <sender@example.net>\r\n"
+        "To: Bench <bench@example.org>\r\n"
+        f"Subject: benchmark message {n}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+    ).encode()
+    line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n"
+    body = line * max(1, (size - len(head)) // len(line) + 1)
+    return (head + body)[:size] if size > len(head) else head + line
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:>10,.0f} msg/s  ({count:,} in {seconds:.2f} s)"
+
+
+async def bench_append_sequential(store: SQLiteMailStore, box: int, n: int, size: int) -> None:
+    data = [make_message(i, size) for i in range(n)]
+    started = time.perf_counter()
+    for d in data:
+        await store.append(ACCOUNT, box, d)
+    print(f"append, sequential            {rate(n, time.perf_counter() - started)}")
+
+
+async def bench_append_concurrent(
+    store: SQLiteMailStore, box: int, n: int, size: int, concurrency: int
+) -> None:
+    data = [make_message(i, size) for i in range(n)]
+    queue = iter(data)
+
+    async def appender() -> None:
+        for d in queue:  # the workers share one iterator: each message is appended once
+            await store.append(ACCOUNT, box, d)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(appender() for _ in range(concurrency)))
+    label = f"append, {concurrency} concurrent"
+    print(f"{label:<30}{rate(n, time.perf_counter() - started)}")
+
+
+async def fill(store: SQLiteMailStore, box: int, n: int, size: int) -> None:
+    """``n`` messages in ``box``, quickly: deliveries of 500 copies per stored blob."""
+    done = 0
+    while done < n:
+        batch = min(500, n - done)
+        prefix = b"Delivered-To: bench@example.org\r\n"
+        await store.deliver(
+            make_message(done, size), [Delivery(ACCOUNT, box, prefix=prefix)] * batch
+        )
+        done += batch
+
+
+async def bench_fetch(store: SQLiteMailStore, box: int, n: int, repeat: int) -> None:
+    for with_info, label in ((False, "FLAGS"), (True, "with info (ENVELOPE etc.)")):
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            metas = await store.fetch(ACCOUNT, box, with_info=with_info)
+            times.append(time.perf_counter() - started)
+            assert len(metas) == n
+        best, median = min(times), statistics.median(times)
+        print(
+            f"fetch {n:,} msgs, {label:<24}{n / best:>10,.0f} msg/s  "
+            f"(best {best * 1000:.1f} ms, median {median * 1000:.1f} ms)"
+        )
+
+
+async def bench_read(store: SQLiteMailStore, box: int, n: int) -> None:
+    uids = [m.uid for m in await store.fetch(ACCOUNT, box)][:n]
+    started = time.perf_counter()
+    for uid in uids:
+        await store.read(ACCOUNT, box, uid)
+    print(f"read whole message, sequential{rate(len(uids), time.perf_counter() - started)}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="posthorn-bench-"))
+    data_dir = base / "store"
+    print(f"data directory: {data_dir}  (message size {args.size} bytes)")
+    store = SQLiteMailStore(data_dir)
+    await store.open()
+    try:
+        await store.ensure_account(ACCOUNT)
+        seq = (await store.create_mailbox(ACCOUNT, "bench/sequential")).id
+        conc = (await store.create_mailbox(ACCOUNT, "bench/concurrent")).id
+        big = (await store.create_mailbox(ACCOUNT, "bench/fetch")).id
+        if args.appends:
+            await bench_append_sequential(store, seq, args.appends, args.size)
+        if args.concurrent_appends:
+            await bench_append_concurrent(
+                store, conc, args.concurrent_appends, args.size, args.concurrency
+            )
+        if args.fetch:
+            await fill(store, big, args.fetch, args.size)
+            await bench_fetch(store, big, args.fetch, args.repeat)
+        if args.reads:
+            await bench_read(store, seq if args.appends else big, args.reads)
+    finally:
+        await store.close()
+        if not args.keep and not args.dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--appends", type=int, default=1000, help="sequential appends (0 = skip)")
+    p.add_argument(
+        "--concurrent-appends", type=int, default=4000, help="appends shared by the workers"
+    )
+    p.add_argument("--concurrency", type=int, default=20, help="concurrent appenders")
+    p.add_argument("--fetch", type=int, default=10_000, help="messages in the fetched mailbox")
+    p.add_argument("--repeat", type=int, default=5, help="fetch repetitions (best is shown)")
+    p.add_argument("--reads", type=int, default=1000, help="whole-message reads (0 = skip)")
+    p.add_argument("--size", type=int, default=2048, help="message size in bytes")
+    p.add_argument("--dir", help="data directory parent (default: a fresh temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the temp directory")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args(sys.argv[1:])))

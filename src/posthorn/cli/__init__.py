@@ -1,0 +1,32 @@
+"""The `posthorn` command: serve, check-config, and the admin commands.
+
+Admin commands open the data directory's databases directly, so they work whether or not the
+server is running (SQLite in WAL mode lets both at once).
+"""
+
+from __future__ import annotations
+
+import click
+
+from posthorn import __version__
+from posthorn.cli.admin import alias_group, domain_group, user_group
+from posthorn.cli.mail import mail_group
+from posthorn.cli.serve import check_config_command, serve_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="posthorn")
+def cli() -> None:
+    """posthorn: the whole post office in one package."""
+
+
+cli.add_command(serve_command)
+cli.add_command(check_config_command)
+cli.add_command(domain_group)
+cli.add_command(user_group)
+cli.add_command(alias_group)
+cli.add_command(mail_group)
+
+
+def main() -> None:
+    cli(prog_name="posthorn")

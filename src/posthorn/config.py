@@ -1,0 +1,300 @@
+"""Typed configuration: one TOML file loaded into frozen dataclasses.
+
+Without a file the local default applies (DESIGN.md "The roles"): every listener on 127.0.0.1
+with the local-default ports, data directory ``./data``, mail domain ``localhost``, a
+self-signed certificate made on first start. Every problem found while loading is collected
+(not just the first) and names the file and the dotted key, so `posthorn check-config` can
+print them all.
+
+Relative paths in a file (``data_dir``, ``tls.cert``, ``tls.key``) are relative to the file's
+directory, so a config works the same whatever directory the server is started from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SERVICES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "lmtp",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "http",
+)
+"""Every listener name the config knows, in start order."""
+
+LOCAL_DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
+    "smtp": ("127.0.0.1:2525",),
+    "submission": ("127.0.0.1:2587",),
+    "submissions": ("127.0.0.1:2465",),
+    "lmtp": ("127.0.0.1:2024",),
+    "imap": ("127.0.0.1:2143",),
+    "imaps": ("127.0.0.1:2993",),
+    "pop3": ("127.0.0.1:2110",),
+    "pop3s": ("127.0.0.1:2995",),
+    "http": ("127.0.0.1:8080",),
+}
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration, each naming its file and key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return ipaddress.ip_address(self.host).is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    hostname: str = "localhost"
+    data_dir: Path = Path("data")
+    domains: tuple[str, ...] = ("localhost",)
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    smtp: tuple[ListenAddress, ...] = ()
+    submission: tuple[ListenAddress, ...] = ()
+    submissions: tuple[ListenAddress, ...] = ()
+    lmtp: tuple[ListenAddress, ...] = ()
+    imap: tuple[ListenAddress, ...] = ()
+    imaps: tuple[ListenAddress, ...] = ()
+    pop3: tuple[ListenAddress, ...] = ()
+    pop3s: tuple[ListenAddress, ...] = ()
+    http: tuple[ListenAddress, ...] = ()
+
+    def addresses(self, service: str) -> tuple[ListenAddress, ...]:
+        value: tuple[ListenAddress, ...] = getattr(self, service)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    plaintext_on_loopback: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    source: Path | None = None
+    """The file this came from; None for the local default."""
+
+
+def local_default() -> Config:
+    listen = {k: tuple(parse_listen(v) for v in vs) for k, vs in LOCAL_DEFAULT_LISTEN.items()}
+    return Config(listen=ListenConfig(**listen))
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """``"127.0.0.1:25"``, ``"[::1]:25"``, ``"0.0.0.0:25"``; port 0 picks a free port."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not ADDRESS:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, [{host}]:{port_text}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: port must be a number from 0 to 65535")
+    return ListenAddress(str(ip), int(port_text))
+
+
+def load_config(path: Path | None) -> Config:
+    """The config in ``path``, or the local default when ``path`` is None."""
+    if path is None:
+        return local_default()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    return _Loader(path).load(raw)
+
+
+class _Loader:
+    """Turns the parsed TOML into `Config`, collecting every problem."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.parent
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {message}")
+
+    def load(self, raw: dict[str, Any]) -> Config:
+        sections: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+            "server": self.server,
+            "listen": self.listen,
+            "tls": self.tls,
+            "auth": self.auth,
+        }
+        built: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in sections:
+                self.problem(name, f"unknown section (known: {', '.join(sections)})")
+            elif not isinstance(value, dict):
+                self.problem(name, "must be a table, [" + name + "]")
+            else:
+                built[name] = sections[name](value)
+        built.setdefault("listen", local_default().listen)
+        config = Config(**built, source=self.path)
+        self.check_duplicates(config.listen)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return config
+
+    def unknown(self, section: str, table: Mapping[str, Any], cls: type) -> None:
+        known = [f.name for f in fields(cls)]
+        for key in table:
+            if key not in known:
+                self.problem(f"{section}.{key}", f"unknown key (known: {', '.join(known)})")
+
+    def typed(self, key: str, value: object, kind: type | tuple[type, ...], what: str) -> bool:
+        # bool is an int in Python; TOML keeps them apart and so do we.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.problem(key, f"must be {what}, not {value!r}")
+            return False
+        if not isinstance(value, kind):
+            self.problem(key, f"must be {what}, not {value!r}")
+            return False
+        return True
+
+    def server(self, t: Mapping[str, Any]) -> ServerConfig:
+        self.unknown("server", t, ServerConfig)
+        d = ServerConfig()
+        out: dict[str, Any] = {}
+        if "hostname" in t and self.typed("server.hostname", t["hostname"], str, "a string"):
+            if not _valid_hostname(t["hostname"]):
+                self.problem("server.hostname", f"{t['hostname']!r} is not a valid host name")
+            out["hostname"] = t["hostname"]
+        if "data_dir" in t and self.typed("server.data_dir", t["data_dir"], str, "a path"):
+            if not t["data_dir"]:
+                self.problem("server.data_dir", "must not be empty")
+            out["data_dir"] = self.base / t["data_dir"]
+        else:
+            out["data_dir"] = self.base / d.data_dir
+        if "domains" in t and self.typed("server.domains", t["domains"], list, "a list"):
+            doms = []
+            for i, dom in enumerate(t["domains"]):
+                if not isinstance(dom, str) or not _valid_hostname(dom):
+                    self.problem(f"server.domains[{i}]", f"{dom!r} is not a valid domain")
+                else:
+                    doms.append(dom.lower())
+            out["domains"] = tuple(doms)
+        if "shutdown_timeout" in t:
+            v = t["shutdown_timeout"]
+            if self.typed("server.shutdown_timeout", v, (int, float), "a number of seconds"):
+                if not 0 <= v <= 3600:
+                    self.problem("server.shutdown_timeout", "must be from 0 to 3600 seconds")
+                out["shutdown_timeout"] = float(v)
+        return ServerConfig(**out)
+
+    def listen(self, t: Mapping[str, Any]) -> ListenConfig:
+        self.unknown("listen", t, ListenConfig)
+        # A service left out keeps its local default; [] disables it.
+        defaults = local_default().listen
+        out = {service: defaults.addresses(service) for service in SERVICES}
+        for service in SERVICES:
+            if service not in t:
+                continue
+            key = f"listen.{service}"
+            value = t[service]
+            if not self.typed(key, value, list, 'a list of "address:port" strings'):
+                continue
+            addrs = []
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    self.problem(f"{key}[{i}]", f'must be an "address:port" string, not {item!r}')
+                    continue
+                try:
+                    addrs.append(parse_listen(item))
+                except ValueError as e:
+                    self.problem(f"{key}[{i}]", str(e))
+            out[service] = tuple(addrs)
+        return ListenConfig(**out)
+
+    def check_duplicates(self, listen: ListenConfig) -> None:
+        seen: dict[tuple[str, int], str] = {}
+        for service in SERVICES:
+            for addr in listen.addresses(service):
+                if addr.port == 0:
+                    continue
+                where = seen.setdefault((addr.host, addr.port), service)
+                if where != service or listen.addresses(service).count(addr) > 1:
+                    self.problem(f"listen.{service}", f"{addr} is also used by listen.{where}")
+
+    def tls(self, t: Mapping[str, Any]) -> TLSConfig:
+        self.unknown("tls", t, TLSConfig)
+        paths: dict[str, Path | None] = {}
+        for key in ("cert", "key"):
+            value = t.get(key, "")
+            if self.typed(f"tls.{key}", value, str, "a path to a PEM file"):
+                paths[key] = self.base / value if value else None
+                if value and not (self.base / value).is_file():
+                    self.problem(f"tls.{key}", f"{self.base / value}: no such file")
+        if (paths.get("cert") is None) != (paths.get("key") is None):
+            self.problem("tls", "set both cert and key, or neither (self-signed)")
+        return TLSConfig(cert=paths.get("cert"), key=paths.get("key"))
+
+    def auth(self, t: Mapping[str, Any]) -> AuthConfig:
+        self.unknown("auth", t, AuthConfig)
+        out: dict[str, Any] = {}
+        if "plaintext_on_loopback" in t:
+            v = t["plaintext_on_loopback"]
+            if self.typed("auth.plaintext_on_loopback", v, bool, "true or false"):
+                out["plaintext_on_loopback"] = v
+        return AuthConfig(**out)
+
+
+def _valid_hostname(name: str) -> bool:
+    """RFC 1123 §2.1 host name (ASCII; IDNs in A-label form)."""
+    if not name or len(name) > 253:
+        return False
+    labels = name.rstrip(".").split(".")
+    return all(
+        0 < len(label) <= 63
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )

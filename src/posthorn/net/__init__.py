@@ -1,0 +1,1 @@
+"""Network plumbing shared by every protocol: listening sockets, TLS."""

@@ -1,0 +1,204 @@
+"""Composition root: the one place that knows every concrete class.
+
+`Server` builds the directory, the store and the listeners from a `Config`, starts them, and
+stops them in order: stop accepting, let in-flight sessions finish within
+``server.shutdown_timeout``, cancel what is left, close the store. Nothing else in the package
+constructs a concrete store or opens a listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from posthorn.config import SERVICES, Config, ListenAddress
+from posthorn.directory import Directory, DirectoryDB
+from posthorn.log import get_logger
+from posthorn.mail.address import normalize_domain
+from posthorn.net.listen import ListenError, bind_socket, bound_address
+from posthorn.net.tls import ensure_self_signed, server_context
+from posthorn.store.sqlite import SQLiteMailStore
+from posthorn.web.app import create_app
+from posthorn.web.server import WebServer
+
+log = get_logger("posthorn.server")
+
+
+class StartError(Exception):
+    """The server cannot start; the message is the one line the operator sees."""
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    def stop_accepting(self) -> None: ...
+
+    async def drain(self, grace: float) -> int: ...
+
+
+@dataclass
+class _Web:
+    """Adapts the uvicorn-based web server to the `Service` shape."""
+
+    server: WebServer
+    stopped: asyncio.Task[None] | None = field(default=None)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    def stop_accepting(self) -> None:
+        self.stopped = asyncio.ensure_future(self.server.stop())
+
+    async def drain(self, grace: float) -> int:
+        if self.stopped is not None:
+            await self.stopped
+        return 0
+
+
+def open_data_dir(data_dir: Path) -> IO[str]:
+    """Create the data directory if needed and lock it against a second server.
+
+    Returns the open lock file; the lock lasts as long as it stays open.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        lock = (data_dir / "posthorn.lock").open("a+")
+    except OSError as e:
+        raise StartError(f"data directory {data_dir} is not writable: {e.strerror or e}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "?"
+        lock.close()
+        raise StartError(
+            f"data directory {data_dir} is in use by another posthorn serve (pid {pid})"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def ensure_domains(db: DirectoryDB, domains: tuple[str, ...]) -> None:
+    """The domains named in the config exist in the directory (idempotent)."""
+    for domain in domains:
+        if not db.is_local_domain(normalize_domain(domain)):
+            db.add_domain(domain)
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = config.server.data_dir
+        self.store = SQLiteMailStore(self.data_dir)
+        self.directory: Directory | None = None
+        self.services: dict[str, Service] = {}
+        self.bound: dict[str, list[ListenAddress]] = {}
+        self._lock: IO[str] | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+
+    def _builders(self) -> dict[str, Callable[[list[socket.socket]], Service]]:
+        """Services with code behind them today; every other configured listener is reported
+        as not available yet."""
+        return {"http": self._build_http}
+
+    def _build_http(self, sockets: list[socket.socket]) -> Service:
+        app = create_app(self.config.server.hostname)
+        return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout))
+
+    async def start(self) -> None:
+        self._lock = open_data_dir(self.data_dir)
+        sockets = self._bind()
+        self.directory = await Directory.in_data_dir(self.data_dir)
+        await self.store.open()
+        await self.directory.run(lambda db: ensure_domains(db, self.config.server.domains))
+        self._tls_context()
+        builders = self._builders()
+        for service, socks in sockets.items():
+            self.services[service] = builders[service](socks)
+            await self.services[service].start()
+            self.bound[service] = [bound_address(s) for s in socks]
+            for addr in self.bound[service]:
+                log.info("listener.bound", service=service, addr=addr)
+        log.info("server.started", hostname=self.config.server.hostname, pid=os.getpid())
+
+    def _bind(self) -> dict[str, list[socket.socket]]:
+        builders = self._builders()
+        sockets: dict[str, list[socket.socket]] = {}
+        try:
+            for service in SERVICES:
+                addrs = self.config.listen.addresses(service)
+                if not addrs:
+                    continue
+                if service not in builders:
+                    for addr in addrs:
+                        log.warning("listener.not_available_yet", service=service, addr=addr)
+                    continue
+                sockets[service] = [bind_socket(a, service) for a in addrs]
+        except ListenError:
+            for socks in sockets.values():
+                for s in socks:
+                    s.close()
+            raise
+        return sockets
+
+    def _tls_context(self) -> None:
+        tls = self.config.tls
+        if tls.cert is not None and tls.key is not None:
+            cert, key = tls.cert, tls.key
+        else:
+            cert, key = ensure_self_signed(self.data_dir, self.config.server.hostname)
+        try:
+            self.ssl_context = server_context(cert, key)
+        except (OSError, ValueError) as e:
+            raise StartError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+
+    async def stop(self) -> None:
+        for service in self.services.values():
+            service.stop_accepting()
+        timeout = self.config.server.shutdown_timeout
+        for name, service in self.services.items():
+            cancelled = await service.drain(timeout)
+            if cancelled:
+                log.warning("listener.cancelled_sessions", service=name, count=cancelled)
+            log.info("listener.stopped", service=name)
+        await self.store.close()
+        if self.directory is not None:
+            await self.directory.close()
+        if self._lock is not None:
+            self._lock.close()
+        log.info("server.stopped")
+
+
+async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    server = Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await server.stop()
+        raise
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    log.info("server.stopping")
+    await server.stop()

@@ -1,0 +1,401 @@
+"""`SQLiteMailStore`: the embedded `MailStore` — SQLite (WAL) for metadata, files for bytes.
+
+Layout of ``data_dir``: ``mail.sqlite3`` (+ ``-wal``, ``-shm``) and ``blobs/<2 hex>/<32 hex>``.
+
+Owns the asyncio side: each store method is at most one hop to the database thread (one
+transaction, see `posthorn.store.sqlite.db`) plus, for message bytes, one hop to an I/O thread
+pool that writes/fsyncs or reads blob files. The SQL lives in `mailboxes` and `messages`; the
+files in `blobs`; the change feed in `posthorn.store.changes`.
+
+Invariants:
+- Durable on return: a blob is written and fsync'd (file and directory) before the transaction
+  that references it, and the method returns after that transaction's COMMIT (WAL,
+  ``synchronous=FULL``).
+- Parse once: each stored blob is parsed by ``parse_message`` exactly once, on the I/O thread,
+  and its `MessageInfo` JSON is kept in the database, shared by every copy.
+- After-commit work (publishing changes, deleting blob files whose last reference went) is
+  attached to the transaction's future, so it happens even if the caller was cancelled, in
+  commit order, and never for a transaction that failed.
+- A crash between a blob write and its commit, or between a commit and a file deletion, leaves
+  an orphan file; `open` sweeps orphans older than ``orphan_grace`` seconds (younger ones may
+  belong to another process, e.g. the CLI, mid-append).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+from posthorn.mail.info import MessageInfo
+from posthorn.store.base import (
+    AppendResult,
+    ChangeSubscription,
+    CopyResult,
+    Delivery,
+    FlagMode,
+    Mailbox,
+    MailboxStatus,
+    MessageMeta,
+    MessageSource,
+    NoSuchMessage,
+    QuotaUsage,
+    StoreError,
+    StoreFlagsResult,
+    UIDRanges,
+)
+from posthorn.store.changes import ChangeFeed
+from posthorn.store.sqlite import mailboxes, messages
+from posthorn.store.sqlite.blobs import BlobFiles, StagedBlob
+from posthorn.store.sqlite.common import Outcome, encode_date
+from posthorn.store.sqlite.db import SQLiteThread, apply_migrations
+from posthorn.store.sqlite.schema import MIGRATIONS
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DB_NAME = "mail.sqlite3"
+BLOB_DIR = "blobs"
+
+
+def _default_parse(data: bytes) -> MessageInfo:
+    # Imported here, not at module level: the MIME package is optional for tools that only
+    # read the store, and importing it lazily keeps start-up cheap.
+    from posthorn.mail.mime import parse_message
+
+    return parse_message(data)
+
+
+class SQLiteMailStore:
+    """The embedded message store. ``open()`` before use, ``close()`` after.
+
+    ``parse`` turns message bytes into `MessageInfo` (default: `posthorn.mail.mime`); ``feed``
+    lets several components share one `ChangeFeed` (the store closes only a feed it made);
+    ``link_sources`` hard-links `Path` sources instead of copying them; ``orphan_grace`` is the
+    age (seconds) below which an unreferenced blob file is left alone by the sweep;
+    ``busy_timeout`` (seconds) is how long a transaction waits for another process's lock;
+    ``io_threads`` sizes the pool that writes, fsyncs and reads blob files; ``clock`` feeds
+    UIDVALIDITY.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        parse: Callable[[bytes], MessageInfo] | None = None,
+        feed: ChangeFeed | None = None,
+        link_sources: bool = True,
+        orphan_grace: float = 3600.0,
+        busy_timeout: float = 10.0,
+        io_threads: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self._parse = parse or _default_parse
+        self._own_feed = feed is None
+        self._feed = feed or ChangeFeed()
+        self._orphan_grace = orphan_grace
+        self._clock = clock
+        self._blobs = BlobFiles(self.data_dir / BLOB_DIR, link_sources=link_sources)
+        self._db = SQLiteThread(
+            self.data_dir / DB_NAME,
+            name="mailstore",
+            busy_timeout=busy_timeout,
+            setup=partial(apply_migrations, migrations=MIGRATIONS),
+        )
+        self._io_threads = io_threads
+        self._io: ThreadPoolExecutor | None = None
+        self._cleanups: set[asyncio.Future[None]] = set()
+
+    # plumbing ----------------------------------------------------------------
+    async def _io_call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Blocking file work, on the I/O pool (never the event loop, never the DB thread)."""
+        if self._io is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, partial(fn, *args, **kwargs))
+
+    async def _call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], Outcome[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """One transaction on the database thread; after-commit work runs even if we are
+        cancelled meanwhile (hence the shield)."""
+        fut = self._db.submit(fn, *args, **kwargs)
+        fut.add_done_callback(self._after_commit)
+        outcome = await asyncio.shield(fut)
+        return outcome.value
+
+    def _after_commit(self, fut: asyncio.Future[Outcome[T]], drop_on_error: str = "") -> None:
+        if fut.cancelled():
+            return
+        if fut.exception() is not None:
+            if drop_on_error:
+                self._delete_blobs([drop_on_error])
+            return
+        outcome = fut.result()
+        self._feed.publish(outcome.changes)
+        if outcome.dead_blobs:
+            self._delete_blobs(outcome.dead_blobs)
+
+    def _delete_blobs(self, names: list[str]) -> None:
+        if self._io is None:
+            return  # left as orphans; the next open sweeps them
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(self._io, self._blobs.delete, names)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    def _describe(self, data: bytes) -> str:
+        return self._parse(data).to_json()
+
+    async def _stage(self, source: MessageSource) -> StagedBlob:
+        """Write (or link) the blob durably and parse it, on the I/O pool. If we are cancelled
+        meanwhile, the file is deleted as soon as the write finishes."""
+        if self._io is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        staging = loop.run_in_executor(self._io, self._blobs.stage, source, self._describe)
+        try:
+            return await asyncio.shield(staging)
+        except asyncio.CancelledError:
+            staging.add_done_callback(self._drop_staged)
+            raise
+
+    def _drop_staged(self, staging: asyncio.Future[StagedBlob]) -> None:
+        if not staging.cancelled() and staging.exception() is None:
+            self._delete_blobs([staging.result().name])
+
+    # lifecycle ---------------------------------------------------------------
+    async def open(self) -> None:
+        self._io = ThreadPoolExecutor(self._io_threads, thread_name_prefix="mailstore-io")
+        await self._io_call(self.data_dir.mkdir, parents=True, exist_ok=True)
+        await self._io_call(self._blobs.ensure_root)
+        await self._db.start()
+        await self.sweep_orphans(self._orphan_grace)
+
+    async def close(self) -> None:
+        """Finish queued transactions and blob deletions, wake subscribers (`ChangesLost`;
+        only if the feed is the store's own), stop the threads. Idempotent."""
+        await self._db.close()
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        if self._own_feed:
+            self._feed.close()
+        if self._io is not None:
+            io, self._io = self._io, None
+            await asyncio.to_thread(io.shutdown)
+
+    async def sweep_orphans(self, grace: float) -> int:
+        """Delete blob files no database row references, last changed over ``grace`` seconds
+        ago (and stale temp files). Returns the number removed. Run by `open`."""
+        removed = 0
+        for directory in await self._io_call(self._blobs.fanout_dirs):
+            names = await self._io_call(self._blobs.candidates, directory)
+            if not names:
+                continue
+            known = await self._db.run(_known_blobs, names)
+            orphans = [n for n in names if n not in known]
+            if orphans:
+                removed += await self._io_call(
+                    self._blobs.remove_orphans, directory, orphans, grace
+                )
+        return removed
+
+    # accounts ----------------------------------------------------------------
+    async def ensure_account(self, account: str) -> None:
+        await self._call(mailboxes.ensure_account, account, self._clock)
+
+    async def delete_account(self, account: str) -> None:
+        await self._call(mailboxes.delete_account, account)
+
+    async def quota_usage(self, account: str) -> QuotaUsage:
+        return await self._call(mailboxes.quota_usage, account)
+
+    # mailboxes ---------------------------------------------------------------
+    async def list_mailboxes(self, account: str) -> list[Mailbox]:
+        return await self._call(mailboxes.list_mailboxes, account)
+
+    async def get_mailbox(self, account: str, name: str) -> Mailbox:
+        return await self._call(mailboxes.get_mailbox, account, name)
+
+    async def create_mailbox(
+        self, account: str, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        return await self._call(mailboxes.create_mailbox, account, name, special_use, self._clock)
+
+    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        await self._call(mailboxes.rename_mailbox, account, old, new, self._clock)
+
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        await self._call(mailboxes.delete_mailbox, account, name)
+
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        await self._call(mailboxes.set_subscribed, account, name, subscribed)
+
+    async def list_subscriptions(self, account: str) -> list[str]:
+        return await self._call(mailboxes.list_subscriptions, account)
+
+    async def status(self, account: str, mailbox_id: int) -> MailboxStatus:
+        return await self._call(mailboxes.status, account, mailbox_id)
+
+    # messages ----------------------------------------------------------------
+    async def append(
+        self,
+        account: str,
+        mailbox_id: int,
+        source: MessageSource,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+        quota: int | None = None,
+    ) -> AppendResult:
+        copy = messages.NewCopy(
+            account, mailbox_id, frozenset(flags), encode_date(internal_date), b"", quota
+        )
+        (result,) = await self._store_new(source, [copy])
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def deliver(
+        self, source: MessageSource, deliveries: Sequence[Delivery]
+    ) -> list[AppendResult | StoreError]:
+        if not deliveries:
+            return []
+        copies = [
+            messages.NewCopy(
+                d.account,
+                d.mailbox_id,
+                frozenset(d.flags),
+                encode_date(d.internal_date),
+                bytes(d.prefix),
+                d.quota,
+            )
+            for d in deliveries
+        ]
+        return await self._store_new(source, copies)
+
+    async def _store_new(
+        self, source: MessageSource, copies: list[messages.NewCopy]
+    ) -> list[AppendResult | StoreError]:
+        staged = await self._stage(source)
+        try:
+            fut = self._db.submit(messages.store_new, staged, copies)
+        except BaseException:
+            self._delete_blobs([staged.name])
+            raise
+        fut.add_done_callback(partial(self._after_commit, drop_on_error=staged.name))
+        outcome = await asyncio.shield(fut)
+        return outcome.value
+
+    async def fetch(
+        self,
+        account: str,
+        mailbox_id: int,
+        uids: UIDRanges | None = None,
+        *,
+        changed_since: int | None = None,
+        with_info: bool = False,
+    ) -> list[MessageMeta]:
+        return await self._call(messages.fetch, account, mailbox_id, uids, changed_since, with_info)
+
+    async def read(
+        self, account: str, mailbox_id: int, uid: int, start: int = 0, length: int | None = None
+    ) -> bytes:
+        if start < 0 or (length is not None and length < 0):
+            raise ValueError("start and length must not be negative")
+        where = await self._call(messages.locate, account, mailbox_id, uid)
+        prefix = where.prefix
+        total = len(prefix) + where.blob_size
+        end = total if length is None else min(total, start + length)
+        if start >= end:
+            return b""
+        head = prefix[start:end]
+        if end <= len(prefix):
+            return head
+        blob_start = max(start - len(prefix), 0)
+        try:
+            tail = await self._io_call(
+                self._blobs.read, where.blob_name, blob_start, end - len(prefix) - blob_start
+            )
+        except FileNotFoundError:
+            # Expunged (its last copy) between the lookup and the read.
+            raise NoSuchMessage(f"message {uid} is gone") from None
+        return head + tail
+
+    async def store_flags(
+        self,
+        account: str,
+        mailbox_id: int,
+        uids: UIDRanges,
+        flags: frozenset[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> StoreFlagsResult:
+        return await self._call(
+            messages.store_flags,
+            account,
+            mailbox_id,
+            uids,
+            frozenset(flags),
+            mode,
+            unchanged_since,
+        )
+
+    async def expunge(
+        self,
+        account: str,
+        mailbox_id: int,
+        uids: UIDRanges | None = None,
+        *,
+        only_deleted: bool = True,
+    ) -> list[int]:
+        return await self._call(messages.expunge, account, mailbox_id, uids, only_deleted)
+
+    async def expunged_since(self, account: str, mailbox_id: int, modseq: int) -> list[int]:
+        return await self._call(messages.expunged_since, account, mailbox_id, modseq)
+
+    async def copy(
+        self,
+        account: str,
+        mailbox_id: int,
+        uids: UIDRanges,
+        dest_mailbox_id: int,
+        *,
+        quota: int | None = None,
+    ) -> CopyResult:
+        return await self._call(
+            messages.copy_messages, account, mailbox_id, uids, dest_mailbox_id, quota, False
+        )
+
+    async def move(
+        self, account: str, mailbox_id: int, uids: UIDRanges, dest_mailbox_id: int
+    ) -> CopyResult:
+        return await self._call(
+            messages.copy_messages, account, mailbox_id, uids, dest_mailbox_id, None, True
+        )
+
+    # change feed -------------------------------------------------------------
+    def subscribe(self, account: str) -> ChangeSubscription:
+        return self._feed.subscribe(account)
+
+
+def _known_blobs(conn: sqlite3.Connection, names: list[str]) -> set[str]:
+    known: set[str] = set()
+    for i in range(0, len(names), 500):
+        chunk = names[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        known.update(
+            r[0] for r in conn.execute(f"SELECT name FROM blobs WHERE name IN ({marks})", chunk)
+        )
+    return known

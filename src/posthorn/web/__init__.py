@@ -1,0 +1,1 @@
+"""The HTTP side: webmail, admin pages and the JSON API (an ASGI app served by uvicorn)."""

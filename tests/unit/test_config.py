@@ -1,0 +1,126 @@
+"""Config loading: defaults, every key, and errors that name the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from posthorn.config import ConfigError, ListenAddress, load_config, parse_listen
+
+FULL = """
+[server]
+hostname = "mail.example.test"
+data_dir = "/var/lib/posthorn"
+domains = ["example.test", "Other.Test"]
+shutdown_timeout = 5
+[listen]
+smtp = ["127.0.0.1:25"]
+submission = ["127.0.0.1:587"]
+submissions = ["127.0.0.1:465"]
+lmtp = ["127.0.0.1:24"]
+imap = ["127.0.0.1:143"]
+imaps = ["127.0.0.1:993"]
+pop3 = ["127.0.0.1:110"]
+pop3s = ["127.0.0.1:995"]
+http = ["[::1]:8080", "127.0.0.1:8080"]
+[tls]
+cert = ""
+key = ""
+[auth]
+plaintext_on_loopback = false
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "posthorn.toml"
+    path.write_text(text)
+    return path
+
+
+def test_local_default_without_file() -> None:
+    config = load_config(None)
+    assert config.server.hostname == "localhost"
+    assert config.server.data_dir == Path("data")
+    assert config.server.domains == ("localhost",)
+    assert config.listen.smtp == (ListenAddress("127.0.0.1", 2525),)
+    assert config.listen.submission == (ListenAddress("127.0.0.1", 2587),)
+    assert config.listen.submissions == (ListenAddress("127.0.0.1", 2465),)
+    assert config.listen.lmtp == (ListenAddress("127.0.0.1", 2024),)
+    assert config.listen.imap == (ListenAddress("127.0.0.1", 2143),)
+    assert config.listen.imaps == (ListenAddress("127.0.0.1", 2993),)
+    assert config.listen.pop3 == (ListenAddress("127.0.0.1", 2110),)
+    assert config.listen.pop3s == (ListenAddress("127.0.0.1", 2995),)
+    assert config.listen.http == (ListenAddress("127.0.0.1", 8080),)
+    assert config.tls.cert is None and config.tls.key is None
+    assert config.auth.plaintext_on_loopback is True
+
+
+def test_every_key(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL))
+    assert config.server.hostname == "mail.example.test"
+    assert config.server.data_dir == Path("/var/lib/posthorn")
+    assert config.server.domains == ("example.test", "other.test")
+    assert config.server.shutdown_timeout == 5.0
+    assert config.listen.smtp == (ListenAddress("127.0.0.1", 25),)
+    assert config.listen.http == (ListenAddress("::1", 8080), ListenAddress("127.0.0.1", 8080))
+    assert str(config.listen.http[0]) == "[::1]:8080"
+    assert config.auth.plaintext_on_loopback is False
+    assert config.source == tmp_path / "posthorn.toml"
+
+
+def test_empty_list_disables_and_missing_key_keeps_default(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[listen]\npop3 = []\n"))
+    assert config.listen.pop3 == ()
+    assert config.listen.imap == (ListenAddress("127.0.0.1", 2143),)
+
+
+def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[server]\ndata_dir = "spool"\n'))
+    assert config.server.data_dir == tmp_path / "spool"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[server]\nhostnme = 'x'\n", "server.hostnme: unknown key"),
+        ("[sever]\n", "sever: unknown section"),
+        ("[server]\nhostname = 5\n", "server.hostname: must be a string"),
+        ("[server]\nhostname = 'bad host!'\n", "server.hostname: 'bad host!' is not a valid"),
+        ("[listen]\nsmtp = '127.0.0.1:25'\n", "listen.smtp: must be a list"),
+        ("[listen]\nsmtp = ['localhost:25']\n", "listen.smtp[0]: 'localhost:25'"),
+        ("[listen]\nsmtp = ['127.0.0.1:99999']\n", "listen.smtp[0]: '127.0.0.1:99999': port"),
+        ("[listen]\nsmtp = ['::1:25']\n", "listen.smtp[0]: '::1:25': write an IPv6 address"),
+        ("[listen]\nsmtp = [25]\n", "listen.smtp[0]: must be an"),
+        ("[listen]\nimap = ['127.0.0.1:25']\nsmtp = ['127.0.0.1:25']\n", "is also used by"),
+        ("[tls]\ncert = 'missing.pem'\nkey = 'missing.key'\n", "tls.cert:"),
+        ("[auth]\nplaintext_on_loopback = 'yes'\n", "auth.plaintext_on_loopback: must be true"),
+        ("[server]\nshutdown_timeout = true\n", "server.shutdown_timeout: must be a number"),
+        ("[server\n", "not valid TOML"),
+        ("server = 3\n", "server: must be a table"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert any(str(path) in p and expected in p for p in exc.value.problems), exc.value.problems
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nhostname = 1\nbogus = 2\n[auth]\nx = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert len(exc.value.problems) == 3
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("0.0.0.0:25") == ListenAddress("0.0.0.0", 25)
+    assert parse_listen("[::]:0") == ListenAddress("::", 0)
+    with pytest.raises(ValueError, match="not ADDRESS:PORT"):
+        parse_listen("25")
