@@ -16,6 +16,7 @@ from posthorn.mail.info import MessageInfo
 from posthorn.mail.mime import parse_message
 from posthorn.store.base import AppendResult, ChangeKind, Delivery, FlagMode
 from posthorn.store.sqlite import SQLiteMailStore
+from posthorn.store.sqlite.db import SchemaTooNew
 from posthorn.store.sqlite.schema import SCHEMA_VERSION
 
 A = "alice@example.org"
@@ -201,8 +202,7 @@ async def test_cancelled_caller_still_publishes_the_committed_change(
     blocker = store._db.submit(block)
     await asyncio.to_thread(running.wait, 5)
     task = asyncio.create_task(store.append(A, inbox, MSG))
-    await eventually(lambda: bool(blob_files(store.data_dir)))
-    await asyncio.sleep(0.05)  # staged; now queued behind the blocker
+    await eventually(lambda: store._db._jobs.qsize() > 0)  # staged, queued behind the blocker
     task.cancel()
     gate.set()
     await blocker
@@ -290,3 +290,30 @@ async def test_open_is_required_and_close_is_idempotent(tmp_path: Path) -> None:
     await store.close()
     await store.close()
     assert (tmp_path / "d" / "blobs").is_dir()
+
+
+async def test_a_parser_failure_fails_the_append_and_leaves_nothing(tmp_path: Path) -> None:
+    def broken(data: bytes) -> MessageInfo:
+        raise RuntimeError("parser bug")
+
+    store = SQLiteMailStore(tmp_path / "d", parse=broken)
+    await store.open()
+    await store.ensure_account(A)
+    inbox = await box(store, "INBOX")
+    with pytest.raises(RuntimeError, match="parser bug"):
+        await store.append(A, inbox, MSG)
+    assert blob_files(store.data_dir) == []
+    assert (await store.status(A, inbox)).messages == 0
+    await store.close()
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    store = SQLiteMailStore(tmp_path / "d")
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "d" / "mail.sqlite3")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNew):
+        await SQLiteMailStore(tmp_path / "d").open()

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from posthorn.store.base import MailboxNotAllowed
+from posthorn.store.base import SYSTEM_FLAGS, MailboxNotAllowed
 from posthorn.store.sqlite.common import (
+    FLAG_BITS,
     FlagDecoder,
     decode_date,
     encode_date,
@@ -38,6 +39,11 @@ def test_uid_filter_and_in_ranges() -> None:
     assert post and params == [1, 397]
     spans = normalise_ranges(many)
     assert [u for u in range(1, 401) if in_ranges(u, spans)] == list(range(1, 400, 3))
+
+
+def test_every_system_flag_has_a_bit() -> None:
+    assert set(FLAG_BITS) == set(SYSTEM_FLAGS)
+    assert sorted(FLAG_BITS.values()) == [1 << i for i in range(len(FLAG_BITS))]
 
 
 def test_flags() -> None:

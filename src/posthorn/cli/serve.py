@@ -9,8 +9,6 @@ import click
 from posthorn import log
 from posthorn.cli.common import EXIT_FAILED, fail, with_config
 from posthorn.config import SERVICES, Config
-from posthorn.net.listen import ListenError
-from posthorn.server import StartError, serve
 
 
 @click.command("serve")
@@ -18,6 +16,10 @@ from posthorn.server import StartError, serve
 @with_config
 def serve_command(config: Config, log_level: str) -> None:
     """Run every configured service until SIGTERM or SIGINT."""
+    # Imported here: the server pulls in the web stack, which admin commands never need.
+    from posthorn.net.listen import ListenError
+    from posthorn.server import StartError, serve
+
     log.setup(log_level)
     try:
         asyncio.run(serve(config))

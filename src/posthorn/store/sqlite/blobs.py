@@ -75,18 +75,17 @@ class BlobFiles:
     def stage(self, source: MessageSource, describe: Callable[[bytes], str]) -> StagedBlob:
         """Store ``source`` durably under a new name; ``describe(bytes)`` gives its info JSON
         (the one MIME parse of this message)."""
+        data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+        # Parse first: should the parser ever fail, no file is left behind.
+        info_json = describe(data)
         name = new_blob_name()
         directory = self._fanout_dir(name)
         final = directory / name
-        if isinstance(source, Path):
-            data = source.read_bytes()
-            if not (self._link_sources and self._try_link(source, final)):
-                self._write_file(directory, final, data)
-        else:
-            data = bytes(source)
+        linked = isinstance(source, Path) and self._link_sources and self._try_link(source, final)
+        if not linked:
             self._write_file(directory, final, data)
         _fsync_dir(directory)
-        return StagedBlob(name, len(data), describe(data))
+        return StagedBlob(name, len(data), info_json)
 
     def _write_file(self, directory: Path, final: Path, data: bytes) -> None:
         tmp = directory / (final.name + TMP_SUFFIX)
@@ -125,12 +124,11 @@ class BlobFiles:
         sub = name[:2]
         directory = self.root / sub
         if sub not in self._known_dirs:
-            try:
+            with contextlib.suppress(FileExistsError):
                 directory.mkdir()
-            except FileExistsError:
-                pass
-            else:
-                _fsync_dir(self.root)
+            # Whoever created it (another thread, an earlier run that crashed), its entry in
+            # blobs/ must be durable before a file in it is called durable.
+            _fsync_dir(self.root)
             self._known_dirs.add(sub)
         return directory
 

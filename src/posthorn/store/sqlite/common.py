@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Generic, TypeVar
 
 from posthorn.store.base import (
-    SYSTEM_FLAGS,
     Change,
     NoSuchMailbox,
     UIDRanges,
@@ -32,7 +31,15 @@ from posthorn.store.base import (
 
 T = TypeVar("T")
 
-FLAG_BITS: dict[str, int] = {flag: 1 << i for i, flag in enumerate(SYSTEM_FLAGS)}
+FLAG_BITS: dict[str, int] = {
+    "\\Seen": 1,
+    "\\Answered": 2,
+    "\\Flagged": 4,
+    "\\Deleted": 8,
+    "\\Draft": 16,
+}
+"""System flag bits as stored in ``messages.flags``: on disk, so never renumber them (a new
+system flag in `SYSTEM_FLAGS` needs a new bit; a unit test checks they match)."""
 SEEN = FLAG_BITS["\\Seen"]
 DELETED = FLAG_BITS["\\Deleted"]
 _RECENT = "\\recent"

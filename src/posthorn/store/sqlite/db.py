@@ -141,6 +141,7 @@ class SQLiteThread:
         if self._thread is not None:
             raise RuntimeError("SQLiteThread already started")
         ready: Future[None] = Future()
+        self._closing = False
         self._thread = threading.Thread(
             target=self._serve, args=(ready,), name=f"{self._name}-db", daemon=True
         )
@@ -172,8 +173,9 @@ class SQLiteThread:
     ) -> asyncio.Future[T]:
         """Queue ``fn(conn, *args, **kwargs)``; the future resolves after its commit.
 
-        The future is not cancelled with its awaiter: callers that must learn the outcome even
-        when cancelled (to publish changes) attach a done-callback and await it through
+        Cancelling the future before the job started skips the job; once started, the job
+        runs to its commit regardless. Callers that must learn the outcome even when they are
+        cancelled (to publish changes) attach a done-callback and await the future through
         `asyncio.shield`. Must be called from the event loop thread.
         """
         if self._thread is None or self._closing:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from posthorn.mail.info import MessageInfo
 from posthorn.store.base import (
@@ -146,6 +146,15 @@ def _add_usage(conn: sqlite3.Connection, account_id: int, size: int, count: int)
 # reading -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """`fetch`'s rows: metadata without info, and (only when asked for) each row's info JSON,
+    decoded later by `attach_info` off the database thread."""
+
+    metas: list[MessageMeta]
+    infos: list[str] | None
+
+
 def fetch(
     conn: sqlite3.Connection,
     account: str,
@@ -153,8 +162,9 @@ def fetch(
     uids: UIDRanges | None,
     changed_since: int | None,
     with_info: bool,
-) -> Outcome[list[MessageMeta]]:
-    """Metadata in UID order; the info JSON is read and decoded only ``with_info``."""
+) -> Outcome[Fetched]:
+    """Metadata in UID order; the info JSON is read only ``with_info``, and never decoded
+    here: decoding 10,000 of them takes long enough to hold up every other store call."""
     box = owned_mailbox(conn, account, mailbox_id)
     cond, params, post = uid_filter(uids, "m.uid")
     columns = "m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.tz_offset, m.size"
@@ -172,6 +182,7 @@ def fetch(
     spans = normalise_ranges(uids) if post and uids is not None else []
     flags = FlagDecoder()
     metas: list[MessageMeta] = []
+    infos: list[str] = []
     for row in conn.execute(sql, args):
         if post and not in_ranges(row[0], spans):
             continue
@@ -183,10 +194,26 @@ def fetch(
                 internal_date=decode_date(row[4], row[5]),
                 size=row[6],
                 prefix_size=row[7],
-                info=MessageInfo.from_json(row[8]) if with_info else None,
             )
         )
-    return Outcome(metas)
+        if with_info:
+            infos.append(row[8])
+    return Outcome(Fetched(metas, infos if with_info else None))
+
+
+def attach_info(fetched: Fetched) -> list[MessageMeta]:
+    """The metadata with its parse-once info decoded (blocking: run it on a worker thread).
+    Copies of one blob share one decoded `MessageInfo`."""
+    if fetched.infos is None:
+        return fetched.metas
+    decoded: dict[str, MessageInfo] = {}
+    out: list[MessageMeta] = []
+    for meta, text in zip(fetched.metas, fetched.infos, strict=True):
+        info = decoded.get(text)
+        if info is None:
+            info = decoded[text] = MessageInfo.from_json(text)
+        out.append(replace(meta, info=info))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,31 +420,29 @@ def copy_messages(
     first = take_uids(conn, dst.id, len(rows))
     dest_modseq = next_modseq(conn, dst.id)
     mapping = [(r[0], first + i) for i, r in enumerate(rows)]
-    new_rows = []
-    for (_, new_uid), r in zip(mapping, rows, strict=True):
-        prefix_id = r[7] if move or r[7] is None else _copy_prefix(conn, r[7])
-        new_rows.append((dst.id, new_uid, dest_modseq, *r[1:7], prefix_id, r[8]))
-    out: Outcome[CopyResult] = Outcome(CopyResult(dst.uidvalidity, mapping))
+    src_uids = [r[0] for r in rows]
+    changes = [Change(account, dst.id, ChangeKind.NEW, tuple(u for _, u in mapping), dest_modseq)]
     if move:
-        # The rows change mailbox; blob references, prefixes and quota stay as they are.
-        src_uids = [r[0] for r in rows]
+        # The rows change mailbox and UID; their blob references, prefixes and the account's
+        # usage stay as they are.
         conn.executemany(
             "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?",
             [(src.id, u) for u in src_uids],
         )
-    _insert_rows(conn, new_rows)
-    new_change = Change(account, dst.id, ChangeKind.NEW, tuple(u for _, u in mapping), dest_modseq)
-    if move:
-        src_modseq = next_modseq(conn, src.id)
-        _record_expunged(conn, src.id, src_uids, src_modseq)
-        out.value.expunged.extend(src_uids)
-        out.changes.append(new_change)
-        out.changes.append(Change(account, src.id, ChangeKind.EXPUNGE, tuple(src_uids), src_modseq))
     else:
         _add_usage(conn, src.account_id, total, len(rows))
         _add_refs(conn, Counter(r[6] for r in rows))
-        out.changes.append(new_change)
-    return out
+    new_rows = []
+    for (_, new_uid), r in zip(mapping, rows, strict=True):
+        prefix_id = r[7] if move or r[7] is None else _copy_prefix(conn, r[7])
+        new_rows.append((dst.id, new_uid, dest_modseq, *r[1:7], prefix_id, r[8]))
+    _insert_rows(conn, new_rows)
+    if not move:
+        return Outcome(CopyResult(dst.uidvalidity, mapping), changes)
+    src_modseq = next_modseq(conn, src.id)
+    _record_expunged(conn, src.id, src_uids, src_modseq)
+    changes.append(Change(account, src.id, ChangeKind.EXPUNGE, tuple(src_uids), src_modseq))
+    return Outcome(CopyResult(dst.uidvalidity, mapping, src_uids), changes)
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:

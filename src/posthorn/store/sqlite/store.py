@@ -176,11 +176,16 @@ class SQLiteMailStore:
 
     # lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
+        """Create the directories, open the database (migrating its schema), sweep orphans."""
         self._io = ThreadPoolExecutor(self._io_threads, thread_name_prefix="mailstore-io")
-        await self._io_call(self.data_dir.mkdir, parents=True, exist_ok=True)
-        await self._io_call(self._blobs.ensure_root)
-        await self._db.start()
-        await self.sweep_orphans(self._orphan_grace)
+        try:
+            await self._io_call(self.data_dir.mkdir, parents=True, exist_ok=True)
+            await self._io_call(self._blobs.ensure_root)
+            await self._db.start()
+            await self.sweep_orphans(self._orphan_grace)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         """Finish queued transactions and blob deletions, wake subscribers (`ChangesLost`;
@@ -306,7 +311,12 @@ class SQLiteMailStore:
         changed_since: int | None = None,
         with_info: bool = False,
     ) -> list[MessageMeta]:
-        return await self._call(messages.fetch, account, mailbox_id, uids, changed_since, with_info)
+        fetched = await self._call(
+            messages.fetch, account, mailbox_id, uids, changed_since, with_info
+        )
+        if fetched.infos is None:
+            return fetched.metas
+        return await self._io_call(messages.attach_info, fetched)
 
     async def read(
         self, account: str, mailbox_id: int, uid: int, start: int = 0, length: int | None = None
