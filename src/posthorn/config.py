@@ -13,6 +13,7 @@ directory, so a config works the same whatever directory the server is started f
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -103,11 +104,26 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    """Limits of the SMTP listeners (DESIGN.md "Security defaults")."""
+
+    max_message_size: int = 50 * 1024 * 1024  # advertised as SIZE (RFC 1870)
+    max_recipients: int = 100  # RCPTs per message; past it 452 4.5.3 (RFC 5321 §4.5.3.1.8)
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+    data_timeout: float = 600.0  # whole DATA/BDAT transfer (§4.5.3.2.5-6 set per-block minima)
+    max_bad_commands: int = 10  # unknown or out-of-sequence commands before 421
+    auth_on_smtp: bool = False  # offer AUTH on the MTA port 25 too
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    smtp: SMTPConfig = field(default_factory=SMTPConfig)
     source: Path | None = None
     """The file this came from; None for the local default."""
 
@@ -167,6 +183,7 @@ class _Loader:
             "listen": self.listen,
             "tls": self.tls,
             "auth": self.auth,
+            "smtp": self.smtp,
         }
         built: dict[str, Any] = {}
         for name, value in raw.items():
@@ -284,6 +301,39 @@ class _Loader:
             if self.typed("auth.plaintext_on_loopback", v, bool, "true or false"):
                 out["plaintext_on_loopback"] = v
         return AuthConfig(**out)
+
+
+    def smtp(self, t: Mapping[str, Any]) -> SMTPConfig:
+        self.unknown("smtp", t, SMTPConfig)
+        out: dict[str, Any] = {}
+        if "max_message_size" in t:
+            out["max_message_size"] = self.size("smtp.max_message_size", t["max_message_size"])
+        counts = ("max_recipients", "max_connections", "max_connections_per_ip", "max_bad_commands")
+        for key in counts:
+            if key in t and self.typed(f"smtp.{key}", t[key], int, "a whole number"):
+                if not 1 <= t[key] <= 1_000_000:
+                    self.problem(f"smtp.{key}", "must be from 1 to 1000000")
+                out[key] = t[key]
+        for key in ("command_timeout", "data_timeout"):
+            if key in t and self.typed(f"smtp.{key}", t[key], (int, float), "seconds"):
+                if not 0.1 <= t[key] <= 86400:
+                    self.problem(f"smtp.{key}", "must be from 0.1 to 86400 seconds")
+                out[key] = float(t[key])
+        if "auth_on_smtp" in t:
+            if self.typed("smtp.auth_on_smtp", t["auth_on_smtp"], bool, "true or false"):
+                out["auth_on_smtp"] = t["auth_on_smtp"]
+        return SMTPConfig(**out)
+
+    def size(self, key: str, value: object) -> int:
+        """A byte count: a whole number or a string such as "50M" (binary units)."""
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value, re.IGNORECASE)
+            if m and int(m.group(1)) > 0:
+                return int(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
+        self.problem(key, f'must be a size such as 52428800 or "50M", not {value!r}')
+        return 1
 
 
 def _valid_hostname(name: str) -> bool:
