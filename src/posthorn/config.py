@@ -302,7 +302,6 @@ class _Loader:
                 out["plaintext_on_loopback"] = v
         return AuthConfig(**out)
 
-
     def smtp(self, t: Mapping[str, Any]) -> SMTPConfig:
         self.unknown("smtp", t, SMTPConfig)
         out: dict[str, Any] = {}
@@ -319,9 +318,10 @@ class _Loader:
                 if not 0.1 <= t[key] <= 86400:
                     self.problem(f"smtp.{key}", "must be from 0.1 to 86400 seconds")
                 out[key] = float(t[key])
-        if "auth_on_smtp" in t:
-            if self.typed("smtp.auth_on_smtp", t["auth_on_smtp"], bool, "true or false"):
-                out["auth_on_smtp"] = t["auth_on_smtp"]
+        if "auth_on_smtp" in t and self.typed(
+            "smtp.auth_on_smtp", t["auth_on_smtp"], bool, "true or false"
+        ):
+            out["auth_on_smtp"] = t["auth_on_smtp"]
         return SMTPConfig(**out)
 
     def size(self, key: str, value: object) -> int:
@@ -331,7 +331,8 @@ class _Loader:
         if isinstance(value, str):
             m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value, re.IGNORECASE)
             if m and int(m.group(1)) > 0:
-                return int(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
+                factor: int = 1024 ** " kmg".index(m.group(2).lower() or " ")
+                return int(m.group(1)) * factor
         self.problem(key, f'must be a size such as 52428800 or "50M", not {value!r}')
         return 1
 

@@ -16,16 +16,22 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Protocol
 
 from posthorn.config import SERVICES, Config, ListenAddress
+from posthorn.delivery.local import LocalDelivery
 from posthorn.directory import Directory, DirectoryDB
 from posthorn.log import get_logger
 from posthorn.mail.address import normalize_domain
-from posthorn.net.listen import ListenError, bind_socket, bound_address
+from posthorn.net.listen import ListenError, StreamListener, bind_socket, bound_address
 from posthorn.net.tls import ensure_self_signed, server_context
+from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
+from posthorn.queue.runner import QueueRunner
+from posthorn.queue.spool import Spool
+from posthorn.smtp.server import SMTPServer
+from posthorn.smtp.session import PROFILES, Limits
 from posthorn.store.sqlite import SQLiteMailStore
 from posthorn.web.app import create_app
 from posthorn.web.server import WebServer
@@ -110,13 +116,53 @@ class Server:
         self.bound: dict[str, list[ListenAddress]] = {}
         self._lock: IO[str] | None = None
         self.ssl_context: ssl.SSLContext | None = None
+        self.spool: Spool | None = None
+        self.runner: QueueRunner | None = None
+        smtp = config.smtp
+        self.smtp_connections = ConnectionLimiter(smtp.max_connections_per_ip, smtp.max_connections)
+        self.auth_throttle = AuthThrottle()
 
-    def _builders(self) -> dict[str, Callable[[list[socket.socket]], Service]]:
+    def _builders(self) -> dict[str, Callable[[str, list[socket.socket]], Service]]:
         """Services with code behind them today; every other configured listener is reported
         as not available yet."""
-        return {"http": self._build_http}
+        smtp = self._build_smtp
+        return {
+            "smtp": smtp,
+            "submission": smtp,
+            "submissions": smtp,
+            "lmtp": smtp,
+            "http": self._build_http,
+        }
 
-    def _build_http(self, sockets: list[socket.socket]) -> Service:
+    def _build_smtp(self, service: str, sockets: list[socket.socket]) -> Service:
+        cfg = self.config.smtp
+        profile = PROFILES[service]
+        if service == "smtp" and cfg.auth_on_smtp:
+            profile = replace(profile, auth=True)
+        assert self.directory is not None and self.spool is not None
+        domains = self.config.server.domains
+        smtp = SMTPServer(
+            profile,
+            hostname=self.config.server.hostname,
+            accounts=self.directory,
+            spool=self.spool,
+            limits=Limits(
+                max_message_size=cfg.max_message_size,
+                max_recipients=cfg.max_recipients,
+                max_bad_commands=cfg.max_bad_commands,
+                plaintext_auth_on_loopback=self.config.auth.plaintext_on_loopback,
+            ),
+            throttle=self.auth_throttle,
+            connections=self.smtp_connections,
+            ssl_context=self.ssl_context,
+            command_timeout=cfg.command_timeout,
+            data_timeout=cfg.data_timeout,
+            postmaster_domain=domains[0] if domains else self.config.server.hostname,
+        )
+        tls = self.ssl_context if profile.implicit_tls else None
+        return StreamListener(service, sockets, smtp.handle, tls)
+
+    def _build_http(self, service: str, sockets: list[socket.socket]) -> Service:
         app = create_app(self.config.server.hostname)
         return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout))
 
@@ -125,11 +171,15 @@ class Server:
         sockets = self._bind()
         self.directory = await Directory.in_data_dir(self.data_dir)
         await self.store.open()
+        self.spool = Spool(self.data_dir)
+        await self.spool.open()
+        self.runner = QueueRunner(self.spool, LocalDelivery(self.store, self.directory))
+        await self.runner.start()
         await self.directory.run(lambda db: ensure_domains(db, self.config.server.domains))
         self._tls_context()
         builders = self._builders()
         for service, socks in sockets.items():
-            self.services[service] = builders[service](socks)
+            self.services[service] = builders[service](service, socks)
             await self.services[service].start()
             self.bound[service] = [bound_address(s) for s in socks]
             for addr in self.bound[service]:
@@ -176,6 +226,10 @@ class Server:
             if cancelled:
                 log.warning("listener.cancelled_sessions", service=name, count=cancelled)
             log.info("listener.stopped", service=name)
+        if self.runner is not None:
+            await self.runner.stop(timeout)
+        if self.spool is not None:
+            await self.spool.close()
         await self.store.close()
         if self.directory is not None:
             await self.directory.close()

@@ -189,7 +189,7 @@ def test_pipelining(server: Posthorn) -> None:
     raw = Raw(server.ports["smtp"])
     try:
         raw.reply()
-        code, ehlo = raw.cmd(b"EHLO pipe.test")
+        _, ehlo = raw.cmd(b"EHLO pipe.test")
         assert "PIPELINING" in ehlo
         raw.send(
             b"MAIL FROM:<p@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"

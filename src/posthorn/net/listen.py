@@ -68,9 +68,10 @@ class StreamListener:
 
     async def start(self) -> None:
         for sock in self.sockets:
-            server = await asyncio.start_server(
-                self._serve, sock=sock, ssl=self._ssl, ssl_handshake_timeout=30
+            tls: dict[str, object] = (
+                {"ssl": self._ssl, "ssl_handshake_timeout": 30} if self._ssl is not None else {}
             )
+            server = await asyncio.start_server(self._serve, sock=sock, **tls)  # type: ignore[arg-type]
             self._servers.append(server)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

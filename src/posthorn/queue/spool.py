@@ -276,14 +276,13 @@ class SpoolWriter:
     async def _commit(self, envelope: Envelope) -> None:
         spool = self._spool
         with bind(queue=self.queue_id):
-            owned: Path | None = self._tmp if self._fd is not None else None
+            owned: Path | None = None
             try:
                 data, self._buf = self._buf, bytearray()
                 fd, self._fd = self._fd, None
-                if fd is None:
-                    fd = await spool.io(durable.create_exclusive, self._tmp)
-                    owned = self._tmp
-                await spool.io(durable.finish_file, fd, data, self._tmp, self._final)
+                # One hop to the I/O threads: make the file if the buffer never overflowed,
+                # write the rest, fsync, name it (on failure it removes its own file).
+                await spool.io(_finish, fd, data, self._tmp, self._final)
                 owned = self._final
                 await spool.sync_dir()
                 message = await spool.db.insert(
@@ -340,6 +339,16 @@ def _append(fd: int | None, path: Path, data: bytearray) -> int:
             _unlink(path)
         raise
     return fd
+
+
+def _finish(fd: int | None, data: bytearray, tmp: Path, final: Path) -> None:
+    if fd is None:
+        fd = durable.create_exclusive(tmp)  # FileExistsError: not ours, nothing to undo
+    try:
+        durable.finish_file(fd, data, tmp, final)
+    except BaseException:
+        _unlink(tmp)
+        raise
 
 
 def _discard(fd: int | None, path: Path) -> None:

@@ -8,6 +8,7 @@ bytes after the end-of-data marker go back to the command reader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 import time
@@ -58,6 +59,7 @@ class SMTPServer:
         ssl_context: ssl.SSLContext | None,
         command_timeout: float,
         data_timeout: float,
+        postmaster_domain: str | None = None,
     ) -> None:
         self.profile = profile
         self.hostname = hostname
@@ -69,6 +71,7 @@ class SMTPServer:
         self.ssl_context = ssl_context
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
+        self.postmaster_domain = postmaster_domain
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = str(writer.get_extra_info("peername")[0])
@@ -88,6 +91,7 @@ class SMTPServer:
                 limits=self.limits,
                 throttle=self.throttle,
                 tls_available=self.ssl_context is not None,
+                postmaster_domain=self.postmaster_domain,
             )
             log.info("connection.open", ip=ip, tls=conn.tls or "no")
             await _Dialogue(self, session, reader, writer).run()
@@ -182,16 +186,14 @@ class _Dialogue:
             await self.writer.drain()
 
     async def _final_flush(self) -> None:
-        try:
+        with contextlib.suppress(OSError, TimeoutError, ConnectionError):
             await asyncio.wait_for(self.flush(), 2)
-        except (OSError, TimeoutError, ConnectionError):
-            pass
 
-    async def fill(self, timeout: float) -> None:
+    async def fill(self, wait: float) -> None:
         """Read more into the buffer; a reply waiting is sent first (RFC 2920 §3.1)."""
         await self.flush()
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), wait)
         except TimeoutError:
             log.info("connection.timeout")
             self.out = [codes.TIMEOUT.to_bytes()]

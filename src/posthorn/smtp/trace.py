@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from email.utils import format_datetime, formatdate
 from datetime import datetime
+from email.utils import format_datetime, formatdate
 
 # RFC 5322 §2.2: a header field name is printable ASCII except ":", at the start of a line.
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
