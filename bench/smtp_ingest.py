@@ -103,10 +103,12 @@ async def session(
     )
     accepted = 0
     for _ in range(messages):
+        began = time.perf_counter()
         writer.write(envelope)
         for _ in range(len(rcpts) + 2):
             await reply()
         sent = time.perf_counter()
+        ENVELOPE_TIMES.append(sent - began)
         writer.write(body)
         await writer.drain()
         if await reply() == 250:
@@ -116,6 +118,9 @@ async def session(
     await writer.drain()
     writer.close()
     return accepted
+
+
+ENVELOPE_TIMES: list[float] = []
 
 
 def message(size: int) -> bytes:
@@ -171,6 +176,8 @@ async def run(args: argparse.Namespace, port: int, data_dir: Path, users: list[s
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"reply latency after DATA  p50 {p50:.1f} ms   p99 {p99:.1f} ms")
+    env = statistics.median(ENVELOPE_TIMES) * 1000
+    print(f"envelope (MAIL, RCPTs, DATA to 354) p50 {env:.1f} ms")
 
 
 def main() -> None:

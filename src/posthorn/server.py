@@ -171,11 +171,12 @@ class Server:
         sockets = self._bind()
         self.directory = await Directory.in_data_dir(self.data_dir)
         await self.store.open()
+        # Domains first: recovered messages must route to them as local (not foreign).
+        await self.directory.run(lambda db: ensure_domains(db, self.config.server.domains))
         self.spool = Spool(self.data_dir)
         await self.spool.open()
         self.runner = QueueRunner(self.spool, LocalDelivery(self.store, self.directory))
         await self.runner.start()
-        await self.directory.run(lambda db: ensure_domains(db, self.config.server.domains))
         self._tls_context()
         builders = self._builders()
         for service, socks in sockets.items():

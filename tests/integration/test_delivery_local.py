@@ -338,6 +338,16 @@ async def test_store_failure_defers_and_never_fails(post: Post) -> None:
     assert len(await post.inbox("bob@ours.example")) == 1
 
 
+async def test_missing_spool_file_defers(post: Post) -> None:
+    await post.runner.stop()
+    qid = await post.submit("bob@ours.example")
+    (post.spool.dir / qid).unlink()  # a damaged disk; never happens by itself
+    await post.runner.start()
+    await post.runner.settle()
+    bob = (await post.rows(qid))["bob@ours.example"]
+    assert (bob.status, bob.last_error) == (Status.DEFERRED, TEMPORARY)
+
+
 async def test_deleted_account_fails_on_retry(post: Post) -> None:
     qid = await post.submit("dave@ours.example")
     await post.runner.settle()

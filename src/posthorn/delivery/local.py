@@ -69,10 +69,9 @@ class RecipientDirectory(Protocol):
 
 @dataclass(slots=True)
 class _Copy:
-    """One account's copy and every row or child that it settles."""
+    """One account's copy. In-place rows find it by account; expansion children are listed."""
 
     account: str
-    rows: list[int] = field(default_factory=list)  # due row ids settled in place
     children: list[tuple[int, int]] = field(default_factory=list)  # (row id, child index)
     status: Status = Status.DEFERRED
     reply: str | None = TEMPORARY
@@ -115,7 +114,7 @@ class LocalDelivery:
                         copy = copies.setdefault(child.account, _Copy(child.account))
                         copy.children.append((r.row.id, index))
             elif r.account is not None:
-                copies.setdefault(r.account, _Copy(r.account)).rows.append(r.row.id)
+                copies.setdefault(r.account, _Copy(r.account))
         if copies:
             await self._store_copies(message, list(copies.values()))
         return [self._attempt(r, copies) for r in rows]

@@ -10,8 +10,9 @@ What is on disk at each step of a commit, and what a crash (kill -9, power loss)
 1. ``write``: bytes are buffered, then appended to ``spool/<ID>.tmp`` in large blocks on an
    I/O thread. Crash: a ``.tmp`` file, deleted by the next `Spool.open`. No 250 was sent, so
    the client still has the message and retries (RFC 5321 §4.5.4.1, §6.1).
-2. ``commit``: the last block is written, the file fsync'd and renamed to ``spool/<ID>``.
-   Crash: a file no queue row names (or still the ``.tmp``): swept by `Spool.open`.
+2. ``commit``: the last block is written, the file fsync'd and given its name ``spool/<ID>``
+   (link + unlink: never replaces an existing file; see `durable.finish_file`). Crash: a file
+   no queue row names (or still the ``.tmp``): swept by `Spool.open`.
 3. The directory ``spool/`` is fsync'd (shared between concurrent commits: `DirectorySync`).
    Crash: a durable file without a row: swept.
 4. The message row and one row per RCPT TO are inserted in one transaction and committed
@@ -30,7 +31,8 @@ Invariants:
 - `SpoolWriter.abort` never deletes a committed message, and a commit whose outcome is unknown
   (cancelled mid-way) leaves its files to the sweep rather than guess.
 - One process owns the spool: the server holds the data directory lock, so the sweep in
-  `open` can delete every file without a row. (Several worker processes on one spool would
+  `open` can delete every file without a row. Tools (``posthorn queue``) read and change the
+  queue database only, never through a `Spool`. (Several worker processes on one spool would
   need a grace period here, as the store's blob sweep has.)
 """
 
@@ -141,8 +143,8 @@ class Spool:
             await asyncio.wait(set(self._commits))
         await self.db.close()
         if self._io is not None:
-            self._io.shutdown(wait=True)
-            self._io = None
+            io, self._io = self._io, None
+            await asyncio.to_thread(io.shutdown, True)
 
     async def _sweep(self) -> None:
         known = await self.db.spool_names()
