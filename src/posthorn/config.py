@@ -37,7 +37,7 @@ LOCAL_DEFAULT_LISTEN: dict[str, tuple[str, ...]] = {
     "smtp": ("127.0.0.1:2525",),
     "submission": ("127.0.0.1:2587",),
     "submissions": ("127.0.0.1:2465",),
-    "lmtp": ("127.0.0.1:2024",),
+    "lmtp": ("127.0.0.1:2424",),  # not 2024: taken on the workplace machines
     "imap": ("127.0.0.1:2143",),
     "imaps": ("127.0.0.1:2993",),
     "pop3": ("127.0.0.1:2110",),

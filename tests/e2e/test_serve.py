@@ -31,8 +31,10 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
     try:
         assert curl_json(server.ports["http"], "/healthz")["status"] == "ok"
         # Services without code yet are reported, never silently ignored.
-        for service in ("smtp", "submission", "imap", "pop3", "lmtp"):
+        for service in ("imap", "imaps", "pop3", "pop3s"):
             server.wait_for_log(f"event=listener.not_available_yet service={service} ")
+        for service in ("smtp", "submission", "submissions", "lmtp", "http"):
+            server.wait_for_log(f"event=listener.bound service={service} ")
         assert (tmp_path / "data" / "tls" / "cert.pem").is_file()
     finally:
         code = server.stop(sig)
@@ -51,6 +53,12 @@ def test_certificate_is_made_once_and_reused(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "tls" / "cert.pem").read_bytes() == cert
 
 
+ONLY_HTTP = "".join(
+    f"{s} = []\n"
+    for s in ("smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3", "pop3s")
+)
+
+
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "posthorn", "serve", "-c", str(config)],
@@ -66,7 +74,9 @@ def test_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         config = tmp_path / "posthorn.toml"
-        config.write_text(f'[server]\ndata_dir = "data"\n[listen]\nhttp = ["127.0.0.1:{port}"]\n')
+        config.write_text(
+            f'[server]\ndata_dir = "data"\n[listen]\n{ONLY_HTTP}http = ["127.0.0.1:{port}"]\n'
+        )
         result = run_serve(config)
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
@@ -76,7 +86,7 @@ def test_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_unwritable_data_dir_is_one_line_and_exit_1(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a directory")
     config = tmp_path / "posthorn.toml"
-    config.write_text('[server]\ndata_dir = "afile/data"\n[listen]\nhttp = ["127.0.0.1:0"]\n')
+    config.write_text(f'[server]\ndata_dir = "afile/data"\n[listen]\n{ONLY_HTTP}http = []\n')
     result = run_serve(config)
     assert result.returncode == 1
     assert "afile/data" in result.stderr and "not writable" in result.stderr

@@ -46,7 +46,7 @@ def test_local_default_without_file() -> None:
     assert config.listen.smtp == (ListenAddress("127.0.0.1", 2525),)
     assert config.listen.submission == (ListenAddress("127.0.0.1", 2587),)
     assert config.listen.submissions == (ListenAddress("127.0.0.1", 2465),)
-    assert config.listen.lmtp == (ListenAddress("127.0.0.1", 2024),)
+    assert config.listen.lmtp == (ListenAddress("127.0.0.1", 2424),)
     assert config.listen.imap == (ListenAddress("127.0.0.1", 2143),)
     assert config.listen.imaps == (ListenAddress("127.0.0.1", 2993),)
     assert config.listen.pop3 == (ListenAddress("127.0.0.1", 2110),)

@@ -95,6 +95,7 @@ class LocalDelivery:
     def __init__(self, store: MailStore, directory: RecipientDirectory) -> None:
         self.store = store
         self.directory = directory
+        self._inbox_ids: dict[str, int] = {}
 
     async def deliver(
         self, message: QueuedMessage, due: Sequence[QueuedRecipient]
@@ -202,11 +203,17 @@ class LocalDelivery:
         )
 
     async def _inbox(self, account: str) -> int:
+        # INBOX keeps its id for the account's life (it can be neither deleted nor renamed
+        # away, RFC 9051 §6.3.5), so the id is remembered; a store refusal forgets it.
+        if account in self._inbox_ids:
+            return self._inbox_ids[account]
         try:
-            return (await self.store.get_mailbox(account, INBOX)).id
+            mailbox_id = (await self.store.get_mailbox(account, INBOX)).id
         except NoSuchMailbox:
             await self.store.ensure_account(account)  # first mail for this account
-            return (await self.store.get_mailbox(account, INBOX)).id
+            mailbox_id = (await self.store.get_mailbox(account, INBOX)).id
+        self._inbox_ids[account] = mailbox_id
+        return mailbox_id
 
     def _settle(self, copy: _Copy, result: AppendResult | StoreError) -> None:
         if isinstance(result, AppendResult):
@@ -215,6 +222,7 @@ class LocalDelivery:
         elif isinstance(result, QuotaExceeded):
             copy.status, copy.reply = Status.DEFERRED, MAILBOX_FULL
         else:
+            self._inbox_ids.pop(copy.account, None)
             log.error("delivery.store_refused", account=copy.account, error=type(result).__name__)
             copy.status, copy.reply = Status.DEFERRED, TEMPORARY
 

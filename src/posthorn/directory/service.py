@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from posthorn.directory.authcache import AuthCache
 from posthorn.directory.db import BUSY_TIMEOUT, DIRECTORY_FILENAME, Account, DirectoryDB
@@ -59,8 +59,12 @@ class Directory:
         cache: AuthCache,
         *,
         owned_pool: ThreadPoolExecutor | None = None,
+        reader: DirectoryDB | None = None,
     ) -> None:
         self._thread = thread
+        self._reader = reader
+        self._lookups: dict[tuple[str, str], Any] = {}
+        self._lookup_version = -1
         self.hasher = hasher
         self.cache = cache
         self._owned_pool = owned_pool
@@ -94,7 +98,14 @@ class Directory:
             if pool is not None:
                 pool.shutdown(wait=False)
             raise
-        return cls(thread, hasher, cache if cache is not None else AuthCache(), owned_pool=pool)
+        reader = DirectoryDB.reader(Path(path), busy_timeout=1.0)
+        return cls(
+            thread,
+            hasher,
+            cache if cache is not None else AuthCache(),
+            owned_pool=pool,
+            reader=reader,
+        )
 
     @classmethod
     async def in_data_dir(
@@ -108,6 +119,9 @@ class Directory:
     async def close(self) -> None:
         """Finish queued jobs, close the database and the private hashing pool. Idempotent."""
         await self._thread.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self.cache.clear()
         if self._owned_pool is not None:
             self._owned_pool.shutdown(wait=True)
@@ -125,9 +139,35 @@ class Directory:
 
     # --- the login path -------------------------------------------------------------------
 
+    async def read(self, fn: Callable[[DirectoryDB], T]) -> T:
+        """Run a read-only ``fn(db)`` inline on the read connection (see `DirectoryDB.reader`),
+        or on the database thread when there is none."""
+        if self._reader is None:
+            return await self.run(fn)
+        return fn(self._reader)
+
+    async def _cached(self, key: tuple[str, str], fn: Callable[[DirectoryDB], T]) -> T:
+        """``fn`` through a cache that any commit to the directory empties.
+
+        ``PRAGMA data_version`` changes when another connection (the database thread, or the
+        CLI in another process) commits, so a cached answer is never older than the last
+        change; checking it costs one pragma instead of a resolution's several queries.
+        """
+        if self._reader is None:
+            return await self.run(fn)
+        version = self._reader.data_version()
+        if version != self._lookup_version or len(self._lookups) > 10_000:
+            self._lookups.clear()
+            self._lookup_version = version
+        try:
+            return self._lookups[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._lookups[key] = fn(self._reader)
+            return value
+
     async def authenticate(self, address: str, password: str) -> Account | None:
         """The account when ``password`` is right and the account is enabled, else None."""
-        account = await self.run(lambda db: db.find_account(address))
+        account = await self.read(lambda db: db.find_account(address))
         if account is None or not account.enabled or not password:
             await self.hasher.verify_unknown_async(password)
             return None
@@ -157,7 +197,7 @@ class Directory:
 
     async def resolve(self, address: str | Address) -> Resolution:
         """See `DirectoryDB.resolve`; `BadAddress` for a malformed string."""
-        return await self.run(lambda db: db.resolve(address))
+        return await self._cached(("resolve", str(address)), lambda db: db.resolve(address))
 
     async def is_local_domain(self, domain: str) -> bool:
         """Any spelling of a domain (U- or A-labels, any case); False if it does not parse."""
@@ -165,10 +205,10 @@ class Directory:
             name = normalize_domain(domain)
         except AddressError:
             return False
-        return await self.run(lambda db: db.is_local_domain(name))
+        return await self.read(lambda db: db.is_local_domain(name))
 
     async def find_account(self, address: str) -> Account | None:
-        return await self.run(lambda db: db.find_account(address))
+        return await self._cached(("account", address), lambda db: db.find_account(address))
 
     async def add_account(
         self,
