@@ -45,7 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Posthorn]:
     ph.cli("alias", "add", "@catch.test", "carol@example.test", check=True)
     yield ph
     assert ph.stop() == 0
-    assert not any("Traceback" in line for line in ph.lines), "\n".join(ph.lines)
+    # Tracebacks belong in the log only for the storage fault injected on purpose below.
+    expected = ("event=smtp.", "event=spool.commit_failed")
+    unexpected = [ln for ln in ph.lines if "Traceback" in ln and not any(e in ln for e in expected)]
+    assert not unexpected, "\n".join(unexpected)
 
 
 def submit(server: Posthorn, user: str = "alice@example.test") -> smtplib.SMTP:
@@ -420,3 +423,87 @@ def test_swaks_inbound_and_submission(server: Posthorn) -> None:
     assert "250 2.0.0 Ok: queued as" in result.stdout
     wait_for_subject(server, "carol@example.test", "swaks-inbound")
     wait_for_subject(server, "carol@example.test", "swaks-submission")
+
+
+def test_dsn_parameters_are_stored_with_the_message(server: Posthorn) -> None:
+    import json
+
+    with submit(server) as s:
+        refused = s.sendmail(
+            "alice@example.test",
+            ["dsn-target@remote.test"],
+            message("alice@example.test", "dsn-target@remote.test", "with-dsn"),
+            mail_options=["RET=HDRS", "ENVID=env+2Bid-42"],
+            rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;dsn-target@remote.test"],
+        )
+        assert refused == {}
+        code, text = s.docmd("MAIL FROM:<alice@example.test> RET=SOMETIMES")
+        assert code == 501
+    queued = json.loads(server.cli("queue", "list", "--json", check=True).stdout)
+    entry = next(
+        m for m in queued if any(r["address"] == "dsn-target@remote.test" for r in m["recipients"])
+    )
+    assert entry["ret"] == "HDRS"
+    assert entry["envid"] == "env+id-42"  # xtext-decoded (RFC 3461 §4)
+    rcpt = next(r for r in entry["recipients"] if r["address"] == "dsn-target@remote.test")
+    assert rcpt["notify"] == ["FAILURE", "SUCCESS"]
+    assert rcpt["orcpt"] == "rfc822;dsn-target@remote.test"
+    assert rcpt["route"] == "remote"
+
+
+def test_extensions_per_listener(server: Posthorn) -> None:
+    common = {
+        "pipelining",
+        "8bitmime",
+        "smtputf8",
+        "size",
+        "enhancedstatuscodes",
+        "chunking",
+        "dsn",
+    }
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.ehlo("x.test")
+        assert common <= set(s.esmtp_features)
+        assert "starttls" in s.esmtp_features
+        assert "auth" not in s.esmtp_features  # port 25 offers no AUTH unless configured
+        s.starttls(context=client_tls())
+        s.ehlo("x.test")
+        assert "starttls" not in s.esmtp_features and "auth" not in s.esmtp_features
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=10) as s:
+        s.ehlo("x.test")
+        assert common | {"starttls", "auth"} <= set(s.esmtp_features)
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.ports["submissions"], timeout=10, context=client_tls()
+    ) as s:
+        s.ehlo("x.test")
+        assert common | {"auth"} <= set(s.esmtp_features)
+        assert "starttls" not in s.esmtp_features
+
+
+def test_storage_failure_is_a_temporary_error_never_a_traceback(server: Posthorn) -> None:
+    """chattr +i makes the spool refuse new files, even to root: a real I/O fault."""
+    spool = server.data_dir / "spool"
+    subprocess.run(["chattr", "+i", str(spool)], check=True)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+            s.ehlo("fault.test")
+            s.mail("f@remote.test")
+            s.rcpt("alice@example.test")
+            code, text = s.docmd("DATA")
+            if code == 354:
+                s.send(b"Subject: fault\r\n\r\nbody\r\n.\r\n")
+                code, text = s.getreply()
+            assert 400 <= code < 500, (code, text)
+            assert b"Traceback" not in text and b"Error" not in text.split(b" ", 1)[0]
+            assert s.noop()[0] == 250  # the session survives
+    finally:
+        subprocess.run(["chattr", "-i", str(spool)], check=True)
+    server.wait_for_log("event=smtp.")
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.sendmail(
+            "f@remote.test",
+            ["alice@example.test"],
+            message("f@remote.test", "alice@example.test", "after-fault"),
+        )
+    wait_for_subject(server, "alice@example.test", "after-fault")
