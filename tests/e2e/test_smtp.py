@@ -437,7 +437,7 @@ def test_dsn_parameters_are_stored_with_the_message(server: Posthorn) -> None:
             rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;dsn-target@remote.test"],
         )
         assert refused == {}
-        code, text = s.docmd("MAIL FROM:<alice@example.test> RET=SOMETIMES")
+        code, _ = s.docmd("MAIL FROM:<alice@example.test> RET=SOMETIMES")
         assert code == 501
     queued = json.loads(server.cli("queue", "list", "--json", check=True).stdout)
     entry = next(
