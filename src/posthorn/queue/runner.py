@@ -27,6 +27,7 @@ queues the DSN (RFC 3464), marks the rows ``dsn=sent``, and the message is then 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -183,7 +184,11 @@ class QueueRunner:
         return started, (min(wake_times) - now if wake_times else self._poll)
 
     def _dispatch(self, qid: str, message: QueuedMessage | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._handle(qid, message))
+        # A fresh context: a delivery started by an SMTP session's commit must not log under
+        # that session's connection id (posthorn.log keeps ids in contextvars).
+        task = asyncio.get_running_loop().create_task(
+            self._handle(qid, message), context=contextvars.Context()
+        )
         self._tasks[qid] = task
         task.add_done_callback(lambda t: self._finished(qid, t))
 
