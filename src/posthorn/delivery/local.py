@@ -157,7 +157,10 @@ class LocalDelivery:
     # steps 2 and 3: the copies -------------------------------------------------
     async def _store_copies(self, message: QueuedMessage, copies: list[_Copy]) -> None:
         try:
-            header = await asyncio.to_thread(trace.read_header_block, message.spool_path)
+            if message.head is not None:  # known from the commit: no file read needed
+                header = trace.header_block(message.head)
+            else:
+                header = await asyncio.to_thread(trace.read_header_block, message.spool_path)
         except OSError:
             log.exception("delivery.spool_unreadable", file=str(message.spool_path))
             return  # every copy stays deferred (TEMPORARY)

@@ -55,6 +55,12 @@ def read_header_block(path: Path, limit: int = HEADER_LIMIT) -> bytes:
     """The header block of the message in ``path`` (at most ``limit`` bytes). Blocks."""
     with path.open("rb") as f:
         data = f.read(limit)
+    return header_block(data, limit)
+
+
+def header_block(data: bytes, limit: int = HEADER_LIMIT) -> bytes:
+    """The header block at the start of ``data`` (at most ``limit`` bytes). Pure."""
+    data = data[:limit]
     end = _END_OF_HEADER.search(data)
     return data if end is None else data[: end.start() + 1]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -41,6 +42,7 @@ from posthorn.store.sqlite.db import SQLiteThread
 __all__ = ["Directory"]
 
 T = TypeVar("T")
+VERSION_CHECK_INTERVAL = 0.05
 log = get_logger(__name__)
 
 
@@ -65,6 +67,7 @@ class Directory:
         self._reader = reader
         self._lookups: dict[tuple[str, str], Any] = {}
         self._lookup_version = -1
+        self._version_checked = -1.0
         self.hasher = hasher
         self.cache = cache
         self._owned_pool = owned_pool
@@ -135,7 +138,10 @@ class Directory:
         ``password_hash=`` rather than a plaintext password (use `add_account` /
         `set_password` here, which hash in the pool).
         """
-        return await self._thread.run(_job, fn)
+        try:
+            return await self._thread.run(_job, fn)
+        finally:
+            self._version_checked = -1.0  # our own write: look again before the next answer
 
     # --- the login path -------------------------------------------------------------------
 
@@ -146,19 +152,30 @@ class Directory:
             return await self.run(fn)
         return fn(self._reader)
 
-    async def _cached(self, key: tuple[str, str], fn: Callable[[DirectoryDB], T]) -> T:
+    async def _cached(
+        self, key: tuple[str, str], fn: Callable[[DirectoryDB], T], *, exact: bool = False
+    ) -> T:
         """``fn`` through a cache that any commit to the directory empties.
 
         ``PRAGMA data_version`` changes when another connection (the database thread, or the
-        CLI in another process) commits, so a cached answer is never older than the last
-        change; checking it costs one pragma instead of a resolution's several queries.
+        CLI in another process) commits; it is checked at most every `VERSION_CHECK_INTERVAL`
+        seconds, so a cached answer is at most that much older than the last change; ``exact``
+        checks it now (account look-ups: a password change or a disabled account must count
+        at once).
         """
         if self._reader is None:
             return await self.run(fn)
-        version = self._reader.data_version()
-        if version != self._lookup_version or len(self._lookups) > 10_000:
+        now = time.monotonic()
+        if exact or now - self._version_checked > VERSION_CHECK_INTERVAL:
+            # At most one pragma per interval: under load, 30 look-ups per message each taking
+            # the pragma's trip through SQLite (and the GIL) were the loop's biggest cost.
+            self._version_checked = now
+            version = self._reader.data_version()
+            if version != self._lookup_version:
+                self._lookups.clear()
+                self._lookup_version = version
+        if len(self._lookups) > 10_000:
             self._lookups.clear()
-            self._lookup_version = version
         try:
             return self._lookups[key]  # type: ignore[no-any-return]
         except KeyError:
@@ -208,7 +225,9 @@ class Directory:
         return await self.read(lambda db: db.is_local_domain(name))
 
     async def find_account(self, address: str) -> Account | None:
-        return await self._cached(("account", address), lambda db: db.find_account(address))
+        return await self._cached(
+            ("account", address), lambda db: db.find_account(address), exact=True
+        )
 
     async def add_account(
         self,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -141,6 +142,7 @@ def insert_message(
             MessageState.ACTIVE.value,
         ),
     )
+    rows = []
     for rcpt in envelope.recipients:
         row = QueuedRecipient(
             id=0,
@@ -152,14 +154,23 @@ def insert_message(
             next_try=now,
             updated=now,
         )
-        _insert_recipient(conn, queue_id, row)
-    found = load_message(conn, spool_dir, queue_id)
-    assert found is not None
-    return found
+        rows.append(replace(row, id=_insert_recipient(conn, queue_id, row)))
+    # What `load_message` would read back, built from what was just written (saves the
+    # queries on the hot path; the row ids come from the inserts).
+    return QueuedMessage(
+        queue_id=queue_id,
+        envelope=envelope,
+        size=size,
+        spool_path=spool_dir / spool_name,
+        created=now,
+        state=MessageState.ACTIVE,
+        recipients=tuple(rows),
+    )
 
 
-def _insert_recipient(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipient) -> None:
-    conn.execute(
+def _insert_recipient(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipient) -> int:
+    """Insert a recipient row; returns its id."""
+    cur = conn.execute(
         "INSERT INTO recipients (queue_id, parent, address, notify, orcpt, route, status,"
         " account, tag, attempts, next_try, last_error, dsn, updated)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -180,6 +191,8 @@ def _insert_recipient(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipien
             r.updated,
         ),
     )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def load_message(conn: sqlite3.Connection, spool_dir: Path, queue_id: str) -> QueuedMessage | None:

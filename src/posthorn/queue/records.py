@@ -29,7 +29,7 @@ Rows and how they move (``route`` / ``status``):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from posthorn.queue.envelope import Envelope, Notify
@@ -112,6 +112,9 @@ class QueuedMessage:
     created: float
     state: MessageState
     recipients: tuple[QueuedRecipient, ...]
+    head: bytes | None = field(default=None, compare=False, repr=False)
+    """The message's first bytes through the empty line ending its header block, when the
+    spool still had them in memory at commit (saves delivery a file read); else None."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ queues the DSN (RFC 3464), marks the rows ``dsn=sent``, and the message is then 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import contextlib
+import contextvars
 from collections.abc import Callable, Sequence
 from typing import Protocol
 

@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,6 +64,9 @@ T = TypeVar("T")
 
 SPOOL_DIR: Final = "spool"
 TMP_SUFFIX: Final = ".tmp"
+HEAD_LIMIT: Final = 256 * 1024
+"""How far a message in memory at commit is searched for the end of its header block."""
+_END_OF_HEADER: Final = re.compile(rb"\n\r?\n")  # RFC 5322 §2.1, bare LF tolerated
 
 log = get_logger(__name__)
 
@@ -282,6 +287,9 @@ class SpoolWriter:
             try:
                 data, self._buf = self._buf, bytearray()
                 fd, self._fd = self._fd, None
+                # Nothing written yet: the whole message is in ``data``; its header block
+                # goes along to delivery (`QueuedMessage.head`).
+                head = _head(data) if fd is None else None
                 # One hop to the I/O threads: make the file if the buffer never overflowed,
                 # write the rest, fsync, name it (on failure it removes its own file).
                 await spool.io(_finish, fd, data, self._tmp, self._final)
@@ -308,6 +316,8 @@ class SpoolWriter:
                 sender=envelope.mail_from,
                 nrcpt=len(envelope.recipients),
             )
+            if head is not None:
+                message = dataclasses.replace(message, head=head)
             spool._announce(message)
 
     async def abort(self) -> None:
@@ -326,6 +336,11 @@ class SpoolWriter:
             fd = None if job.cancelled() or job.exception() is not None else job.result()
         self._fd = None
         await self._spool.io(_discard, fd, self._tmp)
+
+
+def _head(data: bytearray) -> bytes | None:
+    end = _END_OF_HEADER.search(data, 0, HEAD_LIMIT)
+    return None if end is None else bytes(data[: end.end()])
 
 
 def _append(fd: int | None, path: Path, data: bytearray) -> int:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -96,10 +97,45 @@ def _user_version(conn: sqlite3.Connection) -> int:
 @dataclass(slots=True)
 class _Pending:
     fn: Job
-    future: Future[Any]
+    future: Future[Any]  # the thread's side: cancelled before the job starts, the job is skipped
+    waiter: asyncio.Future[Any]  # the caller's side, settled from ``future`` on the loop
+    loop: asyncio.AbstractEventLoop
+
+
+def _cancel_job(job: Future[Any], waiter: asyncio.Future[Any]) -> None:
+    if waiter.cancelled():
+        job.cancel()
+
+
+def _settle(jobs: list[_Pending]) -> None:
+    """On the event loop: hand every finished job's outcome to its waiter (one wake-up of the
+    loop per batch, rather than one per job)."""
+    for p in jobs:
+        waiter, job = p.waiter, p.future
+        if waiter.done():
+            continue
+        if job.cancelled():
+            waiter.cancel()
+        elif not job.done():  # cannot happen: `_wake` is called with finished jobs only
+            waiter.set_exception(RuntimeError("database job not finished"))
+        elif (exc := job.exception()) is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(job.result())
 
 
 _STOP = object()
+
+
+def _wake(jobs: list[_Pending]) -> None:
+    """From the database thread: settle the waiters of ``jobs`` (all finished), one call per
+    event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for p in jobs:
+        by_loop.setdefault(p.loop, []).append(p)
+    for loop, some in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle, some)
 
 
 class SQLiteThread:
@@ -180,9 +216,12 @@ class SQLiteThread:
         """
         if self._thread is None or self._closing:
             raise DatabaseClosed(f"{self._name} database is not open")
+        loop = asyncio.get_running_loop()
         cfut: Future[T] = Future()
-        self._jobs.put(_Pending(lambda conn: fn(conn, *args, **kwargs), cfut))
-        return asyncio.wrap_future(cfut)
+        waiter: asyncio.Future[T] = loop.create_future()
+        waiter.add_done_callback(partial(_cancel_job, cfut))
+        self._jobs.put(_Pending(lambda conn: fn(conn, *args, **kwargs), cfut, waiter, loop))
+        return waiter
 
     async def run(
         self,
@@ -254,14 +293,19 @@ class SQLiteThread:
                 for p in jobs:
                     if not p.future.done():
                         p.future.set_exception(exc)
+            _wake(jobs)
         # Anything queued after the stop marker can no longer run.
+        left: list[_Pending] = []
         while True:
             try:
-                left = self._jobs.get_nowait()
+                item = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(left, _Pending):
-                left.future.set_exception(DatabaseClosed(f"{self._name} database closed"))
+            if isinstance(item, _Pending):
+                if item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(DatabaseClosed(f"{self._name} database closed"))
+                left.append(item)
+        _wake(left)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         # A caller cancelled before its job started: skip the job.
