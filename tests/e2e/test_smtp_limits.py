@@ -122,3 +122,20 @@ def test_wrong_password_delay_then_lockout(server: Posthorn) -> None:
         assert (code, text[4:9]) == (454, "4.7.0")
     finally:
         raw.close()
+
+
+def test_stalled_data_times_out_and_keeps_nothing(server: Posthorn) -> None:
+    raw = Raw(server.ports["smtp"])
+    try:
+        raw.reply()
+        raw.cmd(b"EHLO slow.test")
+        raw.cmd(b"MAIL FROM:<slow@remote.test>")
+        assert raw.cmd(b"RCPT TO:<dave@example.test>")[0] == 250
+        assert raw.cmd(b"DATA")[0] == 354
+        raw.send(b"Subject: stalled\r\n\r\nhalf a message")
+        code, text = raw.reply()  # the server gives up on the silent client (RFC 5321 §4.5.3.2)
+        assert (code, text[4:9]) == (421, "4.4.2")
+    finally:
+        raw.close()
+    assert "stalled" not in server.cli("mail", "ls", "dave@example.test", check=True).stdout
+    assert server.cli("queue", "list", check=True).stdout.strip() == "queue is empty"
