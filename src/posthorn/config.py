@@ -13,12 +13,14 @@ directory, so a config works the same whatever directory the server is started f
 from __future__ import annotations
 
 import ipaddress
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from posthorn.directory.errors import BadSize
+from posthorn.directory.sizes import parse_size
 
 SERVICES = (
     "smtp",
@@ -329,10 +331,12 @@ class _Loader:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
         if isinstance(value, str):
-            m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value, re.IGNORECASE)
-            if m and int(m.group(1)) > 0:
-                factor: int = 1024 ** " kmg".index(m.group(2).lower() or " ")
-                return int(m.group(1)) * factor
+            try:
+                size = parse_size(value)
+            except BadSize:
+                size = None
+            if size:
+                return size
         self.problem(key, f'must be a size such as 52428800 or "50M", not {value!r}')
         return 1
 

@@ -124,3 +124,36 @@ def test_parse_listen() -> None:
     assert parse_listen("[::]:0") == ListenAddress("::", 0)
     with pytest.raises(ValueError, match="not ADDRESS:PORT"):
         parse_listen("25")
+
+
+def test_smtp_section(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[smtp]\nmax_message_size = "64K"\nmax_recipients = 5\ncommand_timeout = 1.5\n'
+            "auth_on_smtp = true\nmax_connections_per_ip = 3\n",
+        )
+    )
+    assert config.smtp.max_message_size == 64 * 1024
+    assert config.smtp.max_recipients == 5
+    assert config.smtp.command_timeout == 1.5
+    assert config.smtp.auth_on_smtp is True
+    assert config.smtp.max_connections_per_ip == 3
+    assert load_config(None).smtp.max_message_size == 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[smtp]\nmax_message_size = "lots"\n', "smtp.max_message_size: must be a size"),
+        ("[smtp]\nmax_message_size = 0\n", "smtp.max_message_size: must be a size"),
+        ("[smtp]\nmax_recipients = 0\n", "smtp.max_recipients: must be from 1"),
+        ("[smtp]\ncommand_timeout = 'soon'\n", "smtp.command_timeout: must be seconds"),
+        ("[smtp]\nauth_on_smtp = 1\n", "smtp.auth_on_smtp: must be true or false"),
+        ("[smtp]\nmax_size = 1\n", "smtp.max_size: unknown key"),
+    ],
+)
+def test_smtp_errors(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert any(expected in p for p in exc.value.problems), exc.value.problems
