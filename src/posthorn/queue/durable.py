@@ -22,13 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from posthorn.fsync import fsync_dir
 
 
 def make_dir(path: Path) -> None:

@@ -51,6 +51,7 @@ from functools import partial
 from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
 
+from posthorn.fsync import fsync_dir
 from posthorn.log import bind, get_logger
 from posthorn.queue import durable
 from posthorn.queue.db import QueueDB
@@ -185,7 +186,7 @@ class Spool:
         if self._group_sync:
             await self._dirsync.sync()
         else:
-            await self.io(durable.fsync_dir, self.dir)
+            await self.io(fsync_dir, self.dir)
 
     @property
     def dir_syncs(self) -> int:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from posthorn.fsync import fsync_dir
 from posthorn.store.base import MessageSource
 
 TMP_SUFFIX = ".tmp"
@@ -69,7 +70,7 @@ class BlobFiles:
         """Create ``blobs/`` (durably). Fan-out directories are made on first use."""
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.root.parent)
+            fsync_dir(self.root.parent)
 
     # writing -----------------------------------------------------------------
     def stage(self, source: MessageSource, describe: Callable[[bytes], str]) -> StagedBlob:
@@ -84,7 +85,7 @@ class BlobFiles:
         linked = isinstance(source, Path) and self._link_sources and self._try_link(source, final)
         if not linked:
             self._write_file(directory, final, data)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return StagedBlob(name, len(data), info_json)
 
     def _write_file(self, directory: Path, final: Path, data: bytes) -> None:
@@ -128,7 +129,7 @@ class BlobFiles:
                 directory.mkdir()
             # Whoever created it (another thread, an earlier run that crashed), its entry in
             # blobs/ must be durable before a file in it is called durable.
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._known_dirs.add(sub)
         return directory
 
@@ -181,11 +182,3 @@ class BlobFiles:
 def _scan(directory: Path) -> Iterator[os.DirEntry[str]]:
     with os.scandir(directory) as it:
         yield from it
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
