@@ -12,6 +12,11 @@ Measured:
 - append, concurrent: ``--concurrency`` appenders at once (group commit, parallel fsyncs);
 - fetch: one ``fetch()`` of every message of a ``--fetch``-message mailbox, without and with
   the parse-once info (FETCH FLAGS vs FETCH ENVELOPE BODYSTRUCTURE), best of ``--repeat``;
+- fetch under load: the same fetches while ``--load-writers`` appenders write to another
+  mailbox of the store, with the appenders' rate and latency meanwhile (FETCH of a big
+  mailbox while mail arrives);
+- read_headers: the header sections of every message of the big mailbox in one call
+  (FETCH BODY.PEEK[HEADER] of 10,000 messages), best of ``--repeat``;
 - read: whole-message reads (FETCH BODY[]), sequential.
 """
 
@@ -109,6 +114,71 @@ async def bench_fetch(store: SQLiteMailStore, box: int, n: int, repeat: int) -> 
         )
 
 
+async def bench_fetch_under_load(
+    store: SQLiteMailStore, box: int, n: int, repeat: int, writers: int, size: int
+) -> None:
+    """Fetch the big mailbox (FLAGS, then with info) ``repeat`` times each while ``writers``
+    appenders keep appending to another mailbox; report fetch times and the appends' rate and
+    latency meanwhile."""
+    target = (await store.create_mailbox(ACCOUNT, "bench/load")).id
+    stop = asyncio.Event()
+    latencies: list[float] = []
+
+    async def appender(w: int) -> None:
+        i = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            await store.append(ACCOUNT, target, make_message(w * 1_000_000 + i, size))
+            latencies.append(time.perf_counter() - started)
+            i += 1
+
+    tasks = [asyncio.create_task(appender(w)) for w in range(writers)]
+    await asyncio.sleep(0.2)  # let the writers get going
+    began, before = time.perf_counter(), len(latencies)
+    for with_info, label in ((False, "FLAGS"), (True, "with info")):
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            metas = await store.fetch(ACCOUNT, box, with_info=with_info)
+            times.append(time.perf_counter() - started)
+            assert len(metas) == n
+        print(
+            f"fetch {n:,} msgs, {label:<10} + {writers} writers  "
+            f"best {min(times) * 1000:7.1f} ms, median {statistics.median(times) * 1000:7.1f} ms,"
+            f" worst {max(times) * 1000:7.1f} ms"
+        )
+    elapsed, during = time.perf_counter() - began, latencies[before:]
+    stop.set()
+    await asyncio.gather(*tasks)
+    during.sort()
+    if during:
+        p50 = during[len(during) // 2] * 1000
+        p99 = during[min(len(during) - 1, int(len(during) * 0.99))] * 1000
+        print(
+            f"  appends meanwhile            {len(during) / elapsed:>10,.0f} msg/s  "
+            f"(p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {during[-1] * 1000:.1f} ms)"
+        )
+
+
+async def bench_read_headers(store: SQLiteMailStore, box: int, n: int, repeat: int) -> None:
+    read_headers = getattr(store, "read_headers", None)
+    if read_headers is None:
+        print("read_headers                  (not available in this store)")
+        return
+    uids = [m.uid for m in await store.fetch(ACCOUNT, box)]
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        heads = await read_headers(ACCOUNT, box, uids)
+        times.append(time.perf_counter() - started)
+        assert len(heads) == n
+    best, median = min(times), statistics.median(times)
+    print(
+        f"read_headers {n:,} msgs{'':<12}{n / best:>10,.0f} msg/s  "
+        f"(best {best * 1000:.1f} ms, median {median * 1000:.1f} ms)"
+    )
+
+
 async def bench_read(store: SQLiteMailStore, box: int, n: int) -> None:
     uids = [m.uid for m in await store.fetch(ACCOUNT, box)][:n]
     started = time.perf_counter()
@@ -147,6 +217,11 @@ async def main(args: argparse.Namespace) -> None:
         if args.fetch:
             await fill(store, big, args.fetch, args.size)
             await bench_fetch(store, big, args.fetch, args.repeat)
+            await bench_read_headers(store, big, args.fetch, args.repeat)
+            if args.load_writers:
+                await bench_fetch_under_load(
+                    store, big, args.fetch, args.repeat, args.load_writers, args.size
+                )
         if args.reads:
             await bench_read(store, seq if args.appends else big, args.reads)
     finally:
@@ -165,6 +240,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=20, help="concurrent appenders")
     p.add_argument("--fetch", type=int, default=10_000, help="messages in the fetched mailbox")
     p.add_argument("--repeat", type=int, default=5, help="fetch repetitions (best is shown)")
+    p.add_argument(
+        "--load-writers", type=int, default=4, help="appenders during fetch-under-load (0 = skip)"
+    )
     p.add_argument("--reads", type=int, default=1000, help="whole-message reads (0 = skip)")
     p.add_argument("--size", type=int, default=2048, help="message size in bytes")
     p.add_argument("--dir", help="data directory parent (default: a fresh temp dir)")

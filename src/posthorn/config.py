@@ -120,12 +120,24 @@ class SMTPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IMAPConfig:
+    """Limits of the IMAP listeners (DESIGN.md "Security defaults")."""
+
+    append_limit: int = 50 * 1024 * 1024  # largest APPEND, advertised as APPENDLIMIT (RFC 7889)
+    max_connections: int = 5000
+    max_connections_per_ip: int = 50  # a mail client opens several; an office shares one IP
+    autologout: float = 1800.0  # RFC 9051 §5.4: at least 30 minutes once logged in
+    login_timeout: float = 60.0  # before login
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
     source: Path | None = None
     """The file this came from; None for the local default."""
 
@@ -186,6 +198,7 @@ class _Loader:
             "tls": self.tls,
             "auth": self.auth,
             "smtp": self.smtp,
+            "imap": self.imap,
         }
         built: dict[str, Any] = {}
         for name, value in raw.items():
@@ -325,6 +338,23 @@ class _Loader:
         ):
             out["auth_on_smtp"] = t["auth_on_smtp"]
         return SMTPConfig(**out)
+
+    def imap(self, t: Mapping[str, Any]) -> IMAPConfig:
+        self.unknown("imap", t, IMAPConfig)
+        out: dict[str, Any] = {}
+        if "append_limit" in t:
+            out["append_limit"] = self.size("imap.append_limit", t["append_limit"])
+        for key in ("max_connections", "max_connections_per_ip"):
+            if key in t and self.typed(f"imap.{key}", t[key], int, "a whole number"):
+                if not 1 <= t[key] <= 1_000_000:
+                    self.problem(f"imap.{key}", "must be from 1 to 1000000")
+                out[key] = t[key]
+        for key in ("autologout", "login_timeout"):
+            if key in t and self.typed(f"imap.{key}", t[key], (int, float), "seconds"):
+                if not 0.1 <= t[key] <= 86400:
+                    self.problem(f"imap.{key}", "must be from 0.1 to 86400 seconds")
+                out[key] = float(t[key])
+        return IMAPConfig(**out)
 
     def size(self, key: str, value: object) -> int:
         """A byte count: a whole number or a string such as "50M" (binary units)."""

@@ -23,6 +23,8 @@ from typing import IO, Protocol
 from posthorn.config import SERVICES, Config, ListenAddress
 from posthorn.delivery.local import LocalDelivery
 from posthorn.directory import Directory, DirectoryDB
+from posthorn.imap.server import IMAPServer, Timeouts
+from posthorn.imap.session import Limits as IMAPLimits
 from posthorn.log import get_logger
 from posthorn.mail.address import normalize_domain
 from posthorn.net.listen import ListenError, StreamListener, bind_socket, bound_address
@@ -68,6 +70,25 @@ class _Web:
         if self.stopped is not None:
             await self.stopped
         return 0
+
+
+@dataclass
+class _Shutdown:
+    """A listener whose sessions are also told the server is stopping (IMAP: BYE at once to
+    clients that are only waiting, rather than after the grace period)."""
+
+    listener: StreamListener
+    on_stop: Callable[[], None]
+
+    async def start(self) -> None:
+        await self.listener.start()
+
+    def stop_accepting(self) -> None:
+        self.listener.stop_accepting()
+        self.on_stop()
+
+    async def drain(self, grace: float) -> int:
+        return await self.listener.drain(grace)
 
 
 def open_data_dir(data_dir: Path) -> IO[str]:
@@ -121,6 +142,8 @@ class Server:
         smtp = config.smtp
         self.smtp_connections = ConnectionLimiter(smtp.max_connections_per_ip, smtp.max_connections)
         self.auth_throttle = AuthThrottle()
+        imap = config.imap
+        self.imap_connections = ConnectionLimiter(imap.max_connections_per_ip, imap.max_connections)
 
     def _builders(self) -> dict[str, Callable[[str, list[socket.socket]], Service]]:
         """Services with code behind them today; every other configured listener is reported
@@ -131,6 +154,8 @@ class Server:
             "submission": smtp,
             "submissions": smtp,
             "lmtp": smtp,
+            "imap": self._build_imap,
+            "imaps": self._build_imap,
             "http": self._build_http,
         }
 
@@ -161,6 +186,27 @@ class Server:
         )
         tls = self.ssl_context if profile.implicit_tls else None
         return StreamListener(service, sockets, smtp.handle, tls)
+
+    def _build_imap(self, service: str, sockets: list[socket.socket]) -> Service:
+        cfg = self.config.imap
+        assert self.directory is not None
+        implicit = service == "imaps"
+        imap = IMAPServer(
+            hostname=self.config.server.hostname,
+            accounts=self.directory,
+            store=self.store,
+            limits=IMAPLimits(
+                append_limit=cfg.append_limit,
+                plaintext_auth_on_loopback=self.config.auth.plaintext_on_loopback,
+            ),
+            throttle=self.auth_throttle,
+            connections=self.imap_connections,
+            ssl_context=self.ssl_context,
+            implicit_tls=implicit,
+            timeouts=Timeouts(autologout=cfg.autologout, login=cfg.login_timeout),
+        )
+        tls = self.ssl_context if implicit else None
+        return _Shutdown(StreamListener(service, sockets, imap.handle, tls), imap.shutdown)
 
     def _build_http(self, service: str, sockets: list[socket.socket]) -> Service:
         app = create_app(self.config.server.hostname)

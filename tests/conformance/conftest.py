@@ -51,6 +51,12 @@ class StoreHarness:
         self._store = store
         return store
 
+    async def another(self) -> MailStore:
+        """A second store opened on the same data, as another process would have it."""
+        other = self._make()
+        await other.open()
+        return other
+
     async def restart(self) -> MailStore:
         """Close the store and open a fresh instance on the same data."""
         await self.close()

@@ -15,6 +15,7 @@ from posthorn.store.base import (
     iter_changes,
 )
 
+from .conftest import StoreHarness
 from .helpers import ACCOUNT, OTHER, drain, mailbox_id, message, next_change
 
 
@@ -128,3 +129,69 @@ async def test_iter_changes(store: MailStore, inbox: int) -> None:
             break
     assert seen == [1, 2, 3]
     sub.close()
+
+
+async def test_another_stores_commits_reach_subscribers(
+    harness: StoreHarness, store: MailStore, inbox: int
+) -> None:
+    """Another process writing the same data (the CLI, another worker): its appends, flag
+    changes and expunges reach this store's subscribers within about a second, as changes not
+    itemised (empty ``uids``: resync) or itemised."""
+    sub = store.subscribe(ACCOUNT)
+    await asyncio.sleep(0.1)  # let the store take its baseline
+    other = await harness.another()
+    try:
+        res = await other.append(ACCOUNT, inbox, message(1))
+        new = await next_change(sub, within=2)
+        assert (new.account, new.mailbox_id, new.kind) == (ACCOUNT, inbox, ChangeKind.NEW)
+        assert new.uids in ((), (res.uid,))
+        assert new.modseq == res.modseq
+
+        upd = await other.store_flags(
+            ACCOUNT, inbox, [(res.uid, res.uid)], frozenset({"\\Deleted"}), FlagMode.ADD
+        )
+        flags = await next_change(sub, within=2)
+        assert (flags.mailbox_id, flags.kind) == (inbox, ChangeKind.FLAGS)
+        assert flags.modseq == upd.updated[0].modseq
+
+        await other.expunge(ACCOUNT, inbox)
+        gone = await next_change(sub, within=2)
+        assert (gone.mailbox_id, gone.kind) == (inbox, ChangeKind.EXPUNGE)
+        assert gone.modseq == (await store.status(ACCOUNT, inbox)).highestmodseq
+        assert await store.expunged_since(ACCOUNT, inbox, new.modseq) == [res.uid]
+
+        await other.create_mailbox(ACCOUNT, "Elsewhere")
+        boxes = await next_change(sub, within=2)
+        assert boxes.kind is ChangeKind.MAILBOXES
+    finally:
+        await other.close()
+    assert await drain(sub, quiet=0.8) == []
+    sub.close()
+
+
+async def test_own_changes_are_published_once(store: MailStore, inbox: int) -> None:
+    sub = store.subscribe(ACCOUNT)
+    await asyncio.sleep(0.1)
+    res = await store.append(ACCOUNT, inbox, message(1))
+    await store.store_flags(ACCOUNT, inbox, [(1, 1)], frozenset({"\\Seen"}), FlagMode.ADD)
+    await store.create_mailbox(ACCOUNT, "Mine")
+    changes = await drain(sub, quiet=1.0)  # several poll intervals
+    assert [(c.kind, c.uids) for c in changes] == [
+        (ChangeKind.NEW, (res.uid,)),
+        (ChangeKind.FLAGS, (res.uid,)),
+        (ChangeKind.MAILBOXES, ()),
+    ]
+    sub.close()
+
+
+async def test_reads_see_writes_that_returned(store: MailStore, inbox: int) -> None:
+    """Read-your-writes, with writes and reads in flight together."""
+
+    async def write_then_read(n: int) -> None:
+        res = await store.append(ACCOUNT, inbox, message(n))
+        assert [m.uid for m in await store.fetch(ACCOUNT, inbox, [(res.uid, res.uid)])] == [res.uid]
+        assert (await store.status(ACCOUNT, inbox)).uidnext > res.uid
+        assert res.uid in await store.read_headers(ACCOUNT, inbox, [res.uid])
+
+    await asyncio.gather(*(write_then_read(n) for n in range(30)))
+    assert (await store.status(ACCOUNT, inbox)).messages == 30

@@ -102,3 +102,31 @@ async def test_read_without_prefix_and_missing(store: MailStore, inbox: int) -> 
     await store.expunge(ACCOUNT, inbox, only_deleted=False)
     with pytest.raises(NoSuchMessage):
         await store.read(ACCOUNT, inbox, res.uid)
+
+
+async def test_read_headers_is_the_header_section_as_read(store: MailStore, inbox: int) -> None:
+    prefix = b"Delivered-To: alice@example.org\r\n"
+    plain = message(1, body_size=3000)
+    (with_prefix,) = await store.deliver(message(2), [Delivery(ACCOUNT, inbox, prefix=prefix)])
+    assert isinstance(with_prefix, AppendResult)
+    first = await store.append(ACCOUNT, inbox, plain)
+    headless = await store.append(ACCOUNT, inbox, b"Subject: no body\r\n")
+    got = await store.read_headers(ACCOUNT, inbox, [headless.uid, first.uid, 999, with_prefix.uid])
+    assert set(got) == {first.uid, with_prefix.uid, headless.uid}  # 999 does not exist
+    assert got[first.uid] == plain[: plain.index(b"\r\n\r\n") + 4]
+    assert got[with_prefix.uid] == prefix + message(2)[: message(2).index(b"\r\n\r\n") + 4]
+    assert got[headless.uid] == b"Subject: no body\r\n"  # no blank line: all of it
+    for uid, head in got.items():
+        assert await store.read(ACCOUNT, inbox, uid, 0, len(head)) == head
+    assert await store.read_headers(ACCOUNT, inbox, []) == {}
+
+
+async def test_read_headers_of_many_messages(store: MailStore, inbox: int) -> None:
+    data = message(7)
+    head = data[: data.index(b"\r\n\r\n") + 4]
+    await store.deliver(data, [Delivery(ACCOUNT, inbox)] * 300)
+    await store.expunge(ACCOUNT, inbox, [(100, 199)], only_deleted=False)
+    wanted = list(range(1, 301, 3))  # fragmented, some expunged
+    got = await store.read_headers(ACCOUNT, inbox, wanted)
+    assert sorted(got) == [u for u in wanted if not 100 <= u <= 199]
+    assert set(got.values()) == {head}

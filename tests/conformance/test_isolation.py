@@ -19,6 +19,7 @@ async def test_every_operation_refuses_a_foreign_mailbox_id(store: MailStore, in
         store.append(OTHER, inbox, message(2)),
         store.fetch(OTHER, inbox),
         store.read(OTHER, inbox, 1),
+        store.read_headers(OTHER, inbox, [1]),
         store.store_flags(OTHER, inbox, everything, frozenset({"x"}), FlagMode.ADD),
         store.expunge(OTHER, inbox),
         store.expunged_since(OTHER, inbox, 0),

@@ -16,6 +16,7 @@ from posthorn.store.sqlite.db import (
     DatabaseClosed,
     Migration,
     SchemaTooNew,
+    SQLiteReaders,
     SQLiteThread,
     apply_migrations,
 )
@@ -205,3 +206,20 @@ def test_migration_versions_must_be_consecutive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         apply_migrations(conn, (Migration(2, ()),))
     conn.close()
+
+
+async def test_readers_see_commits_never_write_and_join_on_close(db: SQLiteThread) -> None:
+    readers = SQLiteReaders(db.path, threads=2)
+    await readers.start()
+    await db.run(insert, "a")
+    assert await readers.run(values) == ["a"]  # read-your-writes
+    with pytest.raises(sqlite3.OperationalError):
+        await readers.run(insert, "b")  # query_only
+    idents = {await readers.run(lambda conn: threading.get_ident()) for _ in range(20)}
+    assert threading.get_ident() not in idents
+    threads = list(readers._threads)
+    await readers.close()
+    await readers.close()  # idempotent
+    assert not any(t.is_alive() for t in threads)
+    with pytest.raises(DatabaseClosed):
+        await readers.run(values)

@@ -88,6 +88,10 @@ class StreamListener:
                     pass
                 except Exception:
                     log.exception("connection.error", peer=peer)
+        except asyncio.CancelledError:
+            # `drain` cancelled a session that outlived the grace period; it has said goodbye.
+            # Ending normally keeps asyncio's stream callback from logging a bogus traceback.
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()

@@ -15,6 +15,8 @@ Conventions shared by every method:
 - Flags: system flags are canonicalised (``\\seen`` -> ``\\Seen``); keywords are kept as given
   and compared exactly. ``\\Recent`` is per-session state and never stored.
 - Every method is a coroutine and is atomic: it commits wholly or not at all.
+- Read-your-writes: a call started after another returned sees its effects; reads may run
+  concurrently with writes and never wait for them.
 """
 
 from __future__ import annotations
@@ -181,7 +183,15 @@ class ChangeKind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Change:
     """One committed change, published after the commit. ``uids`` are the messages concerned;
-    ``modseq`` is the mailbox's HIGHESTMODSEQ after it (0 for MAILBOXES)."""
+    ``modseq`` is the mailbox's HIGHESTMODSEQ after it (0 for MAILBOXES).
+
+    Empty ``uids`` on a NEW, FLAGS or EXPUNGE change mean "this mailbox changed in ways not
+    itemised" (typically by another process writing the same store): the reader resyncs the
+    mailbox with ``fetch(changed_since=<its last MODSEQ>)`` and ``expunged_since(<same>)``
+    (plus UIDNEXT from `MailStore.status`). ``kind`` is then only a hint of what happened
+    (EXPUNGE if anything was expunged, else NEW if messages arrived, else FLAGS), and
+    ``modseq`` is the HIGHESTMODSEQ the reader is brought up to by that resync. MAILBOXES
+    changes never itemise: the reader re-lists."""
 
     account: str
     mailbox_id: int
@@ -306,6 +316,15 @@ class MailStore(Protocol):
         stored bytes), without loading the rest. Raises `NoSuchMessage`."""
         ...
 
+    async def read_headers(
+        self, account: str, mailbox_id: int, uids: Sequence[int]
+    ) -> dict[int, bytes]:
+        """The header section of each message (RFC 9051 §6.4.5 BODY[HEADER]) as a reader sees
+        it: its prefix, then the stored header through the blank line that ends it (the whole
+        message when there is none). One call for many messages; UIDs that do not exist are
+        simply absent from the result. Raises `NoSuchMailbox`."""
+        ...
+
     async def store_flags(
         self,
         account: str,
@@ -355,7 +374,9 @@ class MailStore(Protocol):
 
     # change feed -------------------------------------------------------------
     def subscribe(self, account: str) -> ChangeSubscription:
-        """Changes committed after this call, for this account, in commit order."""
+        """Changes committed after this call, for this account, in commit order. Changes
+        committed by other processes (another store on the same data) arrive too, within
+        about a second, not itemised (see `Change`)."""
         ...
 
 

@@ -16,13 +16,11 @@ Invariants:
   latency for the writer.
 - Not thread-safe: publish, subscribe, get and close all happen on the event loop thread.
 
-Cross-process changes are *not* in this feed. When another process writes the same store (the
-``posthorn`` CLI appending while the server runs, or ``serve --workers N``), this process's
-readers learn about it only when they next query the store. A cheap way to close that gap later,
-without a broker: a poller on the store's database thread that checks ``PRAGMA data_version``
-(it changes only when *another* connection commits) every second or so and, when it moved,
-compares each mailbox's HIGHESTMODSEQ/UIDNEXT with the last seen values and publishes the
-differences here. The PostgreSQL store gets the same effect from LISTEN/NOTIFY.
+Cross-process changes reach this feed through the store: when another process writes the same
+store (the ``posthorn`` CLI appending while the server runs, or ``serve --workers N``), the
+SQLite store notices within a poll interval and publishes one not-itemised change (empty
+``uids``: resync) per mailbox that moved; see `posthorn.store.sqlite.watch`. The PostgreSQL
+store will get the same effect from LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -117,6 +115,10 @@ class ChangeFeed:
 
     def subscriber_count(self, account: str) -> int:
         return len(self._subs.get(account, ()))
+
+    def accounts(self) -> list[str]:
+        """The accounts that have at least one subscription."""
+        return list(self._subs)
 
     def close(self) -> None:
         """Close every subscription: blocked readers wake with `ChangesLost`."""

@@ -1,6 +1,7 @@
-"""One SQLite connection on one dedicated thread, driven from asyncio with coarse operations.
+"""SQLite connections on dedicated threads, driven from asyncio with coarse operations.
 
-Owns: `SQLiteThread` (the runner) and `apply_migrations` (versioned schema steps recorded in
+Owns: `SQLiteThread` (the writer: one connection, one thread), `SQLiteReaders` (read-only
+connections, one thread each) and `apply_migrations` (versioned schema steps recorded in
 ``PRAGMA user_version``). Nothing here knows about mail: the message store and the account
 directory each run their own database file through their own `SQLiteThread`.
 
@@ -18,6 +19,11 @@ Invariants:
   WAL fsync for the batch). A job's result is released only after the batch's commit, so no
   caller ever sees data that is not durable; if the commit fails, every job of the batch fails.
 - ``busy_timeout`` is set, because other processes (the ``posthorn`` CLI) open the same file.
+- `SQLiteReaders` jobs run in a plain (deferred) read transaction on a ``query_only``
+  connection: they never take the write lock, so with WAL they run alongside the writer and it
+  alongside them. Each job gets its own transaction, begun after the job was submitted, so it
+  sees every commit that returned before its submission (read-your-writes) and one consistent
+  snapshot throughout.
 """
 
 from __future__ import annotations
@@ -138,6 +144,53 @@ def _wake(jobs: list[_Pending]) -> None:
             loop.call_soon_threadsafe(_settle, some)
 
 
+def _connect(path: Path, busy_timeout_ms: int, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        if readonly:
+            # The writer made the file WAL (a persistent setting); a reader only checks.
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL, so a commit that
+            # returned is durable (NORMAL would only sync at checkpoints).
+            conn.execute("PRAGMA synchronous = FULL")
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"{path} is not in WAL mode (got {mode})")
+        conn.execute("PRAGMA foreign_keys = OFF")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _new_job(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[_Pending, asyncio.Future[Any]]:
+    loop = asyncio.get_running_loop()
+    cfut: Future[Any] = Future()
+    waiter: asyncio.Future[Any] = loop.create_future()
+    waiter.add_done_callback(partial(_cancel_job, cfut))
+    return _Pending(lambda conn: fn(conn, *args, **kwargs), cfut, waiter, loop), waiter
+
+
+def _fail_leftovers(jobs: queue.SimpleQueue[_Pending | object], name: str) -> None:
+    """Anything still queued when a thread stops can no longer run."""
+    left: list[_Pending] = []
+    while True:
+        try:
+            item = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if isinstance(item, _Pending):
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(DatabaseClosed(f"{name} database closed"))
+            left.append(item)
+    _wake(left)
+
+
 class SQLiteThread:
     """Runs ``fn(conn, *args)`` jobs on one thread that owns one SQLite connection.
 
@@ -216,11 +269,8 @@ class SQLiteThread:
         """
         if self._thread is None or self._closing:
             raise DatabaseClosed(f"{self._name} database is not open")
-        loop = asyncio.get_running_loop()
-        cfut: Future[T] = Future()
-        waiter: asyncio.Future[T] = loop.create_future()
-        waiter.add_done_callback(partial(_cancel_job, cfut))
-        self._jobs.put(_Pending(lambda conn: fn(conn, *args, **kwargs), cfut, waiter, loop))
+        pending, waiter = _new_job(fn, args, kwargs)
+        self._jobs.put(pending)
         return waiter
 
     async def run(
@@ -236,24 +286,9 @@ class SQLiteThread:
         return await self.submit(fn, *args, **kwargs)
 
     # the thread --------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
-        )
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            conn.close()
-            raise sqlite3.OperationalError(f"could not switch {self.path} to WAL (got {mode})")
-        # synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL, so a commit that returned
-        # is durable (NORMAL would only sync at checkpoints).
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = OFF")
-        return conn
-
     def _serve(self, ready: Future[None]) -> None:
         try:
-            conn = self._connect()
+            conn = _connect(self.path, self._busy_timeout_ms, readonly=False)
         except BaseException as exc:
             ready.set_exception(exc)
             return
@@ -294,18 +329,7 @@ class SQLiteThread:
                     if not p.future.done():
                         p.future.set_exception(exc)
             _wake(jobs)
-        # Anything queued after the stop marker can no longer run.
-        left: list[_Pending] = []
-        while True:
-            try:
-                item = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Pending):
-                if item.future.set_running_or_notify_cancel():
-                    item.future.set_exception(DatabaseClosed(f"{self._name} database closed"))
-                left.append(item)
-        _wake(left)
+        _fail_leftovers(self._jobs, self._name)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         # A caller cancelled before its job started: skip the job.
@@ -378,3 +402,117 @@ class SQLiteThread:
         for i, (ok, _) in enumerate(done):
             if ok:
                 done[i] = (False, exc)
+
+
+class SQLiteReaders:
+    """Runs read-only ``fn(conn, *args)`` jobs on ``threads`` threads, each owning one
+    ``query_only`` connection to the file a `SQLiteThread` writes.
+
+    Start it after the writer (which creates the file, switches it to WAL and migrates the
+    schema) and close it before the writer, so the writer's connection is the last to close
+    and checkpoints the WAL. Jobs may finish out of submission order when ``threads`` > 1;
+    each sees every commit that returned before it was submitted.
+    """
+
+    def __init__(
+        self, path: Path, *, name: str = "sqlite", threads: int = 2, busy_timeout: float = 10.0
+    ) -> None:
+        self.path = path
+        self._name = name
+        self._count = max(1, threads)
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._jobs: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        """Open every connection on its own thread; fails if any cannot be opened."""
+        if self._threads:
+            raise RuntimeError("SQLiteReaders already started")
+        self._closing = False
+        readies: list[Future[None]] = []
+        for i in range(self._count):
+            ready: Future[None] = Future()
+            thread = threading.Thread(
+                target=self._serve, args=(ready,), name=f"{self._name}-read{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+            readies.append(ready)
+        results = await asyncio.gather(
+            *(asyncio.wrap_future(r) for r in readies), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.close()
+            raise errors[0]
+
+    async def close(self) -> None:
+        """Finish the queued jobs, close the connections, join the threads. Idempotent."""
+        threads = self._threads
+        if not threads or self._closing:
+            return
+        self._closing = True
+        for _ in threads:
+            self._jobs.put(_STOP)
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        self._threads = []
+        _fail_leftovers(self._jobs, self._name)
+
+    def submit(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> asyncio.Future[T]:
+        """Queue ``fn(conn, *args, **kwargs)`` (it must not write). Cancelling the future
+        before the job started skips it. Must be called from the event loop thread."""
+        if not self._threads or self._closing:
+            raise DatabaseClosed(f"{self._name} database is not open")
+        pending, waiter = _new_job(fn, args, kwargs)
+        self._jobs.put(pending)
+        return waiter
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in one read transaction and return its result."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def _serve(self, ready: Future[None]) -> None:
+        try:
+            conn = _connect(self.path, self._busy_timeout_ms, readonly=True)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while (item := self._jobs.get()) is not _STOP:
+                if isinstance(item, _Pending):
+                    self._run_one(conn, item)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _run_one(conn: sqlite3.Connection, p: _Pending) -> None:
+        if not p.future.set_running_or_notify_cancel():
+            _wake([p])
+            return
+        try:
+            conn.execute("BEGIN")
+            try:
+                value = p.fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")  # ends the read snapshot; there is nothing to write
+        except BaseException as exc:
+            p.future.set_exception(exc)
+        else:
+            p.future.set_result(value)
+        _wake([p])

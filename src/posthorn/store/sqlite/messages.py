@@ -77,8 +77,8 @@ def store_new(
     """Reference a freshly staged blob from each of ``copies``; results per copy, in order.
     A blob no copy took is dropped again (its file returned as dead)."""
     cur = conn.execute(
-        "INSERT INTO blobs (name, size, info, refs) VALUES (?, ?, ?, 0)",
-        (staged.name, staged.size, staged.info_json),
+        "INSERT INTO blobs (name, size, info, header_size, refs) VALUES (?, ?, ?, ?, 0)",
+        (staged.name, staged.size, staged.info_json, staged.header_size),
     )
     assert cur.lastrowid is not None
     blob_id = cur.lastrowid
@@ -235,6 +235,49 @@ def locate(conn: sqlite3.Connection, account: str, mailbox_id: int, uid: int) ->
     if row is None:
         raise NoSuchMessage(f"no message with UID {uid}")
     return Outcome(Located(bytes(row[2] or b""), row[0], row[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSpot:
+    """Where one message's header section is: its prefix, then the blob's first bytes."""
+
+    uid: int
+    prefix: bytes
+    blob_name: str
+    header_size: int
+
+
+def locate_headers(
+    conn: sqlite3.Connection, account: str, mailbox_id: int, uids: Sequence[int]
+) -> Outcome[list[HeaderSpot]]:
+    """One query for the header locations of ``uids`` (missing ones are left out)."""
+    box = owned_mailbox(conn, account, mailbox_id)
+    spans = normalise_ranges(_as_ranges(uids))
+    cond, params, post = uid_filter(spans, "m.uid")
+    rows = conn.execute(
+        "SELECT m.uid, p.data, b.name, b.header_size FROM messages m"
+        " JOIN blobs b ON b.id = m.blob_id LEFT JOIN prefixes p ON p.id = m.prefix_id"
+        f" WHERE m.mailbox_id = ? AND {cond} ORDER BY m.uid",
+        [box.id, *params],
+    )
+    return Outcome(
+        [
+            HeaderSpot(r[0], bytes(r[1] or b""), r[2], r[3])
+            for r in rows
+            if not post or in_ranges(r[0], spans)
+        ]
+    )
+
+
+def _as_ranges(uids: Sequence[int]) -> list[tuple[int, int]]:
+    """Ascending UIDs as merged inclusive ranges (so a whole mailbox is one BETWEEN)."""
+    spans: list[tuple[int, int]] = []
+    for uid in sorted(set(uids)):
+        if spans and uid == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], uid)
+        else:
+            spans.append((uid, uid))
+    return spans
 
 
 # flags -------------------------------------------------------------------------------

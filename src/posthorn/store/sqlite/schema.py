@@ -21,6 +21,11 @@ Tables (version 1):
   are bits (``flags``), keywords a JSON array (NULL when none); ``size`` is prefix + blob.
 - ``expunged``: (mailbox, uid, modseq) of each expunged message, for QRESYNC VANISHED
   (RFC 7162 §3.2.10). Grows with expunges; pruning it is a later concern.
+
+Version 2:
+- ``blobs.header_size``: the length of the stored header section (through the blank line), so
+  a batch header read (FETCH BODY.PEEK[HEADER] of a whole mailbox) needs neither the info JSON
+  nor a scan of the file. Filled from the info JSON for existing rows.
 """
 
 from __future__ import annotations
@@ -89,6 +94,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (mailbox_id, uid)
             ) WITHOUT ROWID""",
             "CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq)",
+        ),
+    ),
+    Migration(
+        2,
+        (
+            "ALTER TABLE blobs ADD COLUMN header_size INTEGER NOT NULL DEFAULT 0",
+            # MessageInfo JSON format 1: [1, size, header_size, ...]
+            "UPDATE blobs SET header_size = json_extract(info, '$[2]')",
         ),
     ),
 )
