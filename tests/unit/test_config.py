@@ -157,3 +157,36 @@ def test_smtp_errors(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, text))
     assert any(expected in p for p in exc.value.problems), exc.value.problems
+
+
+def test_imap_section(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[imap]\nappend_limit = "1M"\nmax_connections = 10\nmax_connections_per_ip = 2\n'
+            "autologout = 60\nlogin_timeout = 0.5\n",
+        )
+    )
+    assert config.imap.append_limit == 1024 * 1024
+    assert config.imap.max_connections == 10
+    assert config.imap.max_connections_per_ip == 2
+    assert config.imap.autologout == 60.0
+    assert config.imap.login_timeout == 0.5
+    default = load_config(None).imap
+    assert default.autologout == 1800.0 and default.append_limit == 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[imap]\nappend_limit = "huge"\n', "imap.append_limit: must be a size"),
+        ("[imap]\nmax_connections = 0\n", "imap.max_connections: must be from 1"),
+        ("[imap]\nautologout = 'never'\n", "imap.autologout: must be seconds"),
+        ("[imap]\nlogin_timeout = 0\n", "imap.login_timeout: must be from 0.1"),
+        ("[imap]\nidle = 1\n", "imap.idle: unknown key"),
+    ],
+)
+def test_imap_errors(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert any(expected in p for p in exc.value.problems), exc.value.problems

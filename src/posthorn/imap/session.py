@@ -27,15 +27,19 @@ from posthorn.imap import response, utf7
 from posthorn.imap.fetch import FetchFailed, Kind, parse_fetch_items, render_fetch
 from posthorn.imap.search import (
     Candidate,
+    SearchQuery,
     format_search,
     needs,
     parse_search,
     run_search,
+    save_result,
 )
 from posthorn.imap.selected import SelectedView
 from posthorn.imap.sequence import SequenceSet, format_sequence, sequence_arg
-from posthorn.imap.sort import parse_sort, run_sort
+from posthorn.imap.sort import format_sort, parse_sort, run_sort
+from posthorn.imap.sort import needs as sort_needs
 from posthorn.imap.thread import format_thread, parse_thread, run_thread
+from posthorn.imap.thread import needs as thread_needs
 from posthorn.imap.values import (
     Atom,
     Command,
@@ -62,6 +66,7 @@ from posthorn.store.base import (
     MailStore,
     MessageMeta,
     NoSuchMailbox,
+    NoSuchMessage,
     QuotaExceeded,
     StoreError,
     canonical_flag,
@@ -244,6 +249,7 @@ class Session:
             "WITHIN",
             "SORT",
             "SORT=DISPLAY",
+            "ESORT",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
             "QUOTA",
@@ -298,6 +304,11 @@ class Session:
             await self.emit(response.tagged(cmd.tag, "NO", "quota exceeded", "OVERQUOTA"))
         except FetchFailed as e:
             await self.emit(response.tagged(cmd.tag, "NO", e.message, e.code))
+        except OSError:
+            # A message file the store cannot read (issue: corrupt or missing blob). The
+            # session's state is intact, so this command fails and the next one may work.
+            log.exception("imap.storage_error", command=cmd.name)
+            await self.emit(response.tagged(cmd.tag, "NO", "message storage error", "SERVERBUG"))
         except MailboxGone:
             await self.emit(b"* BYE [NONEXISTENT] the selected mailbox was deleted\r\n")
             return Outcome(Next.CLOSE)
@@ -338,7 +349,9 @@ class Session:
             await self.emit(line)
 
     def _expunges_allowed(self) -> bool:
-        return self._running not in ("FETCH", "STORE", "SEARCH")
+        # RFC 9051 §7.5.1 names FETCH, STORE and SEARCH; SORT and THREAD answer in message
+        # numbers too (RFC 5256), so they wait as well. The UID forms may see expunges.
+        return self._running not in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD")
 
     def _drain_changes(self) -> None:
         view, sub = self.selected, self.changes
@@ -867,6 +880,7 @@ class Session:
                 await self.emit(b"* VANISHED (EARLIER) " + format_sequence(gone).encode() + b"\r\n")
         account = self._user()
         sets_seen = req.sets_seen and not view.readonly
+        unreadable: list[int] = []
         flags_asked = any(item.kind is Kind.FLAGS for item in req.items)
         for start in range(0, len(targets), FETCH_BATCH):
             batch = targets[start : start + FETCH_BATCH]
@@ -894,8 +908,8 @@ class Session:
                 meta = by_uid.get(u)
                 if meta is None:
                     continue
-                await self.emit(
-                    await render_fetch(
+                try:
+                    line = await render_fetch(
                         req,
                         seq,
                         meta,
@@ -906,10 +920,19 @@ class Session:
                         utf8=self.utf8,
                         rev2=self.rev2,
                     )
-                )
+                except (NoSuchMessage, OSError) as e:
+                    # Its metadata is here but its octets are not: expunged this instant, or
+                    # a damaged file. Answer the others; say so in the tagged reply.
+                    log.error("imap.storage_error", uid=u, error=str(e))
+                    unreadable.append(u)
+                    continue
+                await self.emit(line)
                 if u in seen_now and not flags_asked:
                     # RFC 9051 §6.4.5: flags changed by the fetch are reported with it.
                     await self.emit(view.flags_line(seq, meta, uid=uid, modseq=self.condstore))
+        if unreadable:
+            text = f"could not read message UID {format_sequence(unreadable)}"
+            raise Refused(text, "SERVERBUG")
         return await self._ok(cmd.tag, f"{cmd.name} completed")
 
     async def _store(self, cmd: Command) -> Outcome:
@@ -1020,17 +1043,16 @@ class Session:
         view = self._view()
         if kind == "SORT":
             query = parse_sort(cmd.args, utf8=self.utf8)
-            search = query.search
+            search, want = query.search, sort_needs(query)
         elif kind == "THREAD":
             tquery = parse_thread(cmd.args, utf8=self.utf8)
-            search = tquery.search
+            search, want = tquery.search, thread_needs(tquery)
         else:
             search = parse_search(cmd.args, utf8=self.utf8)
-        want = needs(search)
+            want = needs(search)
         if want.modseq:
             self.enabled.add("CONDSTORE")
-        info = want.info or kind in ("SORT", "THREAD")
-        metas = await self.store.fetch(self._user(), view.id, with_info=info)
+        metas = await self.store.fetch(self._user(), view.id, with_info=want.info)
         candidates = []
         for m in metas:
             seq = view.seq_of(m.uid)
@@ -1039,15 +1061,14 @@ class Session:
         ctx = _SearchContext(self, view)
         if kind == "SORT":
             matches = await run_sort(query, candidates, ctx)
-            numbers = [c.meta.uid if uid else c.seq for c in matches]
-            await self.emit(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+            self._save(matches, search)
+            await self.emit(format_sort(matches, tag=cmd.tag, uid=uid, query=query))
         elif kind == "THREAD":
             nodes = await run_thread(tquery, candidates, ctx)
             await self.emit(format_thread(nodes, uid=uid))
         else:
             matches = await run_search(search, candidates, ctx)
-            if search.return_opts is not None and "SAVE" in search.return_opts:
-                self.saved = [c.meta.uid for c in matches]
+            self._save(matches, search)
             await self.emit(
                 format_search(
                     matches,
@@ -1059,6 +1080,11 @@ class Session:
                 )
             )
         return await self._ok(cmd.tag, f"{cmd.name} completed")
+
+    def _save(self, matches: Sequence[Candidate], search: SearchQuery) -> None:
+        saved = save_result(matches, search)
+        if saved is not None:
+            self.saved = saved
 
     # --- lifecycle -----------------------------------------------------------------------------
 
