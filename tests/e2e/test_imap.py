@@ -8,6 +8,7 @@ import smtplib
 import socket
 import subprocess
 import threading
+import zlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -337,3 +338,22 @@ def test_concurrent_appends_get_distinct_uids(server: Posthorn) -> None:
     for t in threads:
         t.join()
     assert len(set(uids)) == 20
+
+
+def test_compress_deflate(server: Posthorn) -> None:
+    r = RawIMAP(server.ports["imap"])
+    r.cmd(b'a1 LOGIN alice@example.test "alice-secret-1"')
+    assert r.cmd(b"a2 COMPRESS DEFLATE") == [b"a2 OK DEFLATE active"]
+    out, inflate = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+    r.sock.sendall(out.compress(b"a3 SELECT INBOX\r\na4 NOOP\r\n") + out.flush(zlib.Z_SYNC_FLUSH))
+    text = b""
+    while b"a4 OK" not in text:
+        chunk = r.sock.recv(65536)
+        assert chunk, text
+        text += inflate.decompress(chunk)
+    assert b"a3 OK [READ-WRITE] SELECT completed\r\n" in text
+    assert text.endswith(b"a4 OK NOOP completed\r\n")
+    r.sock.sendall(out.compress(b"a5 COMPRESS DEFLATE\r\n") + out.flush(zlib.Z_SYNC_FLUSH))
+    reply = inflate.decompress(r.sock.recv(65536))
+    assert reply == b"a5 NO [COMPRESSIONACTIVE] compression is already on\r\n"
+    r.sock.close()

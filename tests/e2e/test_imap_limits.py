@@ -50,7 +50,9 @@ def test_login_timeout_sends_bye(server: Posthorn) -> None:
 
 def test_autologout_after_login_also_during_idle(server: Posthorn) -> None:
     sock = socket.create_connection(("127.0.0.1", server.ports["imap"]))
-    sock.sendall(f'a LOGIN alice@example.test "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
+    sock.sendall(
+        f'a LOGIN alice@example.test "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode()
+    )
     start = time.monotonic()
     data = read_all(sock, timeout=8)
     assert b"+ idling\r\n" in data

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from posthorn.imap.compress import CompressionBomb, Deflate
 from posthorn.imap.session import Accounts, Connection, Limits, Next, Outcome, Session, State
 from posthorn.imap.values import Command
 from posthorn.imap.wire import CommandReader, Continue, LineTooLong, Reject
@@ -119,6 +121,7 @@ class _Dialogue:
         )
         self.commands = CommandReader(literal_limit=self.session.literal_limit)
         self.pending_read: asyncio.Future[bytes] | None = None
+        self.deflate: Deflate | None = None
 
     # --- output ----------------------------------------------------------------------------
 
@@ -131,6 +134,8 @@ class _Dialogue:
     async def flush(self) -> None:
         if self.out:
             data, self.out, self.out_size = b"".join(self.out), [], 0
+            if self.deflate is not None:
+                data = self.deflate.compress(data)
             try:
                 self.writer.write(data)
                 await self.writer.drain()
@@ -185,6 +190,10 @@ class _Dialogue:
                 return False
             if outcome.next is Next.STARTTLS:
                 await self._starttls()
+                return True
+            if outcome.next is Next.COMPRESS:
+                await self.flush()  # the tagged OK goes out uncompressed (RFC 4978 §3)
+                self.deflate = Deflate()
                 return True
             if outcome.next is Next.SASL:
                 line = await self._line(MAX_RESPONSE_LINE)
@@ -244,9 +253,16 @@ class _Dialogue:
         task, self.pending_read = self.pending_read, None
         assert task is not None
         try:
-            return task.result()
+            data = task.result()
         except (OSError, ConnectionError):
             return b""
+        if self.deflate is not None and data:
+            try:
+                data = self.deflate.decompress(data)
+            except (CompressionBomb, zlib.error):
+                log.warning("imap.bad_compressed_input")
+                raise _Closed from None
+        return data
 
     async def _fill(self) -> None:
         data = await self._read(self._timeout())

@@ -120,6 +120,7 @@ class Next(enum.Enum):
     STARTTLS = "starttls"
     SASL = "sasl"  # read one line and pass it to `sasl_line`
     IDLE = "idle"  # wait for DONE and for changes (`idle_wait`, `idle_updates`, `idle_done`)
+    COMPRESS = "compress"  # deflate everything after this command's answer (RFC 4978)
 
 
 @dataclass
@@ -192,6 +193,7 @@ class Session:
         self._sasl_tag = ""
         self._idle_tag = ""
         self._running = ""  # name of the command being answered (for the EXPUNGE rule)
+        self.compressed = False
 
     # --- what the shell asks ----------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class Session:
             f"APPENDLIMIT={self.limits.append_limit}",
             "BINARY",
             "STATUS=SIZE",
+            "COMPRESS=DEFLATE",
         ]
         return " ".join(caps)
 
@@ -666,6 +669,16 @@ class Session:
             await self.store.get_mailbox(self._user(), name)  # RFC 9051 §6.3.7 lets us refuse
         await self.store.set_subscribed(self._user(), name, subscribe)
         return await self._ok(cmd.tag, f"{cmd.name} completed")
+
+    async def _compress(self, cmd: Command) -> Outcome:
+        mechanism = atom(_one(cmd), "mechanism").upper()
+        if mechanism != "DEFLATE":
+            raise ParseError(f"unknown compression mechanism {mechanism[:20]}")
+        if self.compressed:
+            raise Refused("compression is already on", "COMPRESSIONACTIVE")
+        self.compressed = True
+        await self.emit(response.tagged(cmd.tag, "OK", "DEFLATE active"))
+        return Outcome(Next.COMPRESS)
 
     async def _namespace(self, cmd: Command) -> Outcome:
         _no_args(cmd)
@@ -1372,6 +1385,7 @@ _COMMANDS: dict[str, tuple[Handler, frozenset[State]]] = {
     "LIST": (Session._list, _AUTHED),
     "LSUB": (Session._list, _AUTHED),
     "NAMESPACE": (Session._namespace, _AUTHED),
+    "COMPRESS": (Session._compress, _AUTHED),
     "STATUS": (Session._status, _AUTHED),
     "APPEND": (Session._append, _AUTHED),
     "IDLE": (Session._idle, _AUTHED),
