@@ -8,8 +8,8 @@ import smtplib
 import socket
 import subprocess
 import threading
-import zlib
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
