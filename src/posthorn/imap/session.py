@@ -605,12 +605,16 @@ class Session:
             return
         account = self._user()
         gone = await self.store.expunged_since(account, view.id, modseq)
-        if known is not None:
+        uids = None
+        if known is not None:  # only the messages the client says it knows
             largest = max(view.largest_uid, max(gone, default=0))
             gone = [u for u in gone if known.contains(u, largest)]
+            uids = _ranges([u for _, u in view.by_uid(known)])
         if gone:
             await self.emit(b"* VANISHED (EARLIER) " + format_sequence(gone).encode() + b"\r\n")
-        for meta in await self.store.fetch(account, view.id, changed_since=modseq):
+        if uids == []:
+            return
+        for meta in await self.store.fetch(account, view.id, uids, changed_since=modseq):
             seq = view.seq_of(meta.uid)
             if seq is not None:
                 await self.emit(view.flags_line(seq, meta, uid=True, modseq=True))
@@ -837,10 +841,14 @@ class Session:
     async def _close(self, cmd: Command) -> Outcome:
         _no_args(cmd)
         view = self._view()
+        code = None
         if cmd.name == "CLOSE" and not view.readonly:  # RFC 9051 §6.4.1: expunge silently
-            await self.store.expunge(self._user(), view.id)
+            gone = await self.store.expunge(self._user(), view.id)
+            if gone and self.condstore:  # RFC 7162 §3.2.8
+                status = await self.store.status(self._user(), view.id)
+                code = f"HIGHESTMODSEQ {status.highestmodseq}"
         await self._deselect()
-        await self.emit(response.tagged(cmd.tag, "OK", f"{cmd.name} completed"))
+        await self.emit(response.tagged(cmd.tag, "OK", f"{cmd.name} completed", code))
         return Outcome()
 
     async def _expunge(self, cmd: Command) -> Outcome:
