@@ -33,6 +33,7 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/imap.py
 
 # Re-pin every dependency (run after editing pyproject.toml's dependency lists).
 lock: 
