@@ -207,3 +207,20 @@ async def test_status_counts(store: MailStore, inbox: int) -> None:
     assert st.highestmodseq > empty.highestmodseq
     await store.store_flags(ACCOUNT, inbox, [(1, 10)], frozenset({"\\Seen"}), FlagMode.ADD)
     assert (await store.status(ACCOUNT, inbox)).unseen == 0
+
+
+async def test_counters_follow_status(store: MailStore, inbox: int) -> None:
+    before = await store.counters(ACCOUNT, inbox)
+    await store.append(ACCOUNT, inbox, message(1))
+    await store.store_flags(ACCOUNT, inbox, [(1, 10)], frozenset({"\\Seen"}), FlagMode.ADD)
+    after = await store.counters(ACCOUNT, inbox)
+    status = await store.status(ACCOUNT, inbox)
+    assert (after.uidvalidity, after.uidnext, after.highestmodseq) == (
+        status.uidvalidity,
+        status.uidnext,
+        status.highestmodseq,
+    )
+    assert after.uidnext == before.uidnext + 1 and after.highestmodseq > before.highestmodseq
+    await store.ensure_account(OTHER)
+    with pytest.raises(NoSuchMailbox):
+        await store.counters(OTHER, inbox)

@@ -117,7 +117,7 @@ class SelectedView:
         follow are the new ones; then flag changes; then EXISTS (RFC 9051 §7.4)."""
         lines: list[bytes] = []
         self.dirty = False
-        status = await self.store.status(self.account, self.id)
+        status = await self.store.counters(self.account, self.id)
         if status.highestmodseq != self.modseq or status.uidnext != self.uidnext:
             changed = await self.store.fetch(self.account, self.id, changed_since=self.modseq)
             gone = await self.store.expunged_since(self.account, self.id, self.modseq)

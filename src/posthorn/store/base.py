@@ -106,6 +106,16 @@ class MailboxStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxCounters:
+    """What a reader polls to learn whether a mailbox changed, without counting messages."""
+
+    mailbox_id: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessageMeta:
     """One message's metadata. ``info`` is loaded only when asked for (it is the big part)."""
 
@@ -273,6 +283,11 @@ class MailStore(Protocol):
     async def list_subscriptions(self, account: str) -> list[str]: ...
 
     async def status(self, account: str, mailbox_id: int) -> MailboxStatus: ...
+
+    async def counters(self, account: str, mailbox_id: int) -> MailboxCounters:
+        """UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ: constant time whatever the mailbox size
+        (an IMAP session checks them after every command that may have missed a change)."""
+        ...
 
     # messages ----------------------------------------------------------------
     async def append(

@@ -25,6 +25,7 @@ from posthorn.store.base import (
     Change,
     ChangeKind,
     Mailbox,
+    MailboxCounters,
     MailboxExists,
     MailboxNotAllowed,
     MailboxStatus,
@@ -341,6 +342,11 @@ def status(conn: sqlite3.Connection, account: str, mailbox_id: int) -> Outcome[M
             size=int(size),
         )
     )
+
+
+def counters(conn: sqlite3.Connection, account: str, mailbox_id: int) -> Outcome[MailboxCounters]:
+    box = owned_mailbox(conn, account, mailbox_id)
+    return Outcome(MailboxCounters(box.id, box.uidvalidity, box.uidnext, box.highestmodseq))
 
 
 def default_clock() -> float:

@@ -51,6 +51,7 @@ from posthorn.store.base import (
     Delivery,
     FlagMode,
     Mailbox,
+    MailboxCounters,
     MailboxStatus,
     MessageMeta,
     MessageSource,
@@ -326,6 +327,9 @@ class SQLiteMailStore:
 
     async def status(self, account: str, mailbox_id: int) -> MailboxStatus:
         return await self._read(mailboxes.status, account, mailbox_id)
+
+    async def counters(self, account: str, mailbox_id: int) -> MailboxCounters:
+        return await self._read(mailboxes.counters, account, mailbox_id)
 
     # messages ----------------------------------------------------------------
     async def append(
