@@ -411,3 +411,34 @@ async def test_literal_bound_before_login_and_logout(world: World) -> None:
     d2 = Dialogue(world)
     assert await d2.cmd("z LOGOUT") == b"* BYE posthorn logging out\r\nz OK LOGOUT completed\r\n"
     assert d2.closed
+
+
+async def test_authenticate_login_unsubscribe_check_and_ordered_subject(world: World) -> None:
+    d = Dialogue(world)
+    assert await d.cmd("a AUTHENTICATE LOGIN") == b"+ VXNlcm5hbWU6\r\n"  # "Username:"
+    assert await d.cmd(base64.b64encode(b"alice@example.test").decode()) == b"+ UGFzc3dvcmQ6\r\n"
+    assert (await d.cmd(base64.b64encode(PASSWORD.encode()).decode())).startswith(b"a OK [CAP")
+    assert await d.cmd("b UNSUBSCRIBE Junk") == b"b OK UNSUBSCRIBE completed\r\n"
+    assert b"Junk" not in await d.cmd('c LSUB "" *')
+    await append(d, msg=MSG.replace(b"Subject: hi", b"Subject: Re: topic"))
+    await append(d, msg=MSG.replace(b"Subject: hi", b"Subject: topic"))
+    await append(d, msg=MSG.replace(b"Subject: hi", b"Subject: other"))
+    await d.cmd("s SELECT INBOX")
+    assert await d.cmd("e CHECK") == b"e OK CHECK completed\r\n"
+    assert await d.cmd("f THREAD ORDEREDSUBJECT UTF-8 ALL") == (
+        b"* THREAD (1 2)(3)\r\nf OK THREAD completed\r\n"
+    )
+
+
+async def test_append_utf8_literal8(world: World) -> None:
+    d = await authed(world)
+    await d.cmd("e ENABLE UTF8=ACCEPT")
+    body = "Subject: grüße\r\n\r\nhallo\r\n".encode()
+    assert v(await d.send(b"a APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n" % (len(body), body))) == (
+        b"a OK [APPENDUID V 1] APPEND completed\r\n"
+    )
+    await d.cmd("s SELECT INBOX")
+    assert await d.cmd("b FETCH 1 BODY.PEEK[HEADER]") == (
+        b"* 1 FETCH (BODY[HEADER] {20}\r\n" + "Subject: grüße\r\n\r\n".encode() + b")\r\n"
+        b"b OK FETCH completed\r\n"
+    )

@@ -30,6 +30,8 @@ class SequenceSet:
         UIDs that do not exist; the caller keeps those it has)."""
         spans: list[tuple[int, int]] = []
         for first, last in self.elements:
+            if largest == 0 and (first is None or last is None):
+                continue  # "*" in an empty mailbox names nothing
             a = largest if first is None else first
             b = largest if last is None else last
             if a > b:
