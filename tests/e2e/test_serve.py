@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from posthorn.config import SERVICES
 from tests.e2e.harness import Posthorn
 
 
@@ -30,10 +31,10 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
     server = Posthorn(tmp_path).start()
     try:
         assert curl_json(server.ports["http"], "/healthz")["status"] == "ok"
-        # Services without code yet are reported, never silently ignored.
-        for service in ("imap", "imaps", "pop3", "pop3s"):
-            server.wait_for_log(f"event=listener.not_available_yet service={service} ")
-        for service in ("smtp", "submission", "submissions", "lmtp", "http"):
+        # Every configured service is bound, or (without code yet) reported, never ignored.
+        for service in SERVICES:
+            server.wait_for_log(f"event=listener.(bound|not_available_yet) service={service} ")
+        for service in ("smtp", "submission", "submissions", "lmtp", "imap", "imaps", "http"):
             server.wait_for_log(f"event=listener.bound service={service} ")
         assert (tmp_path / "data" / "tls" / "cert.pem").is_file()
     finally:
