@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from posthorn.imap import utf7
-from posthorn.imap.values import Atom, Command, ParseError, String, Value, astring_bytes, atom
+from posthorn.imap.names import decode_name
+from posthorn.imap.values import Command, ParseError, Value, atom
 
 if TYPE_CHECKING:
     from posthorn.imap.session import Session
@@ -196,15 +196,4 @@ def _any_child_matches(
 
 def _text(value: Value, utf8: bool) -> str:
     """A reference or pattern: astring or list-mailbox, decoded like a mailbox name."""
-    if not isinstance(value, (Atom, String)):
-        raise ParseError("expected a mailbox pattern")
-    try:
-        text = astring_bytes(value).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ParseError("mailbox pattern is not valid UTF-8") from None
-    if not utf8 and "&" in text:
-        try:
-            text = utf7.decode(text)
-        except ValueError:
-            raise ParseError("mailbox pattern is not valid modified UTF-7") from None
-    return text
+    return decode_name(value, utf8=utf8, what="mailbox pattern")

@@ -868,6 +868,20 @@ def format_search(
         if modseq is not None:
             words.append(f"(MODSEQ {modseq})")
         return (" ".join(words) + "\r\n").encode("ascii")
+    return esearch_line(numbers, tag=tag, uid=uid, opts=opts, modseq=modseq)
+
+
+def esearch_line(
+    numbers: Sequence[int],
+    *,
+    tag: str,
+    uid: bool,
+    opts: tuple[str, ...] | None,
+    modseq: int | None = None,
+) -> bytes:
+    """``* ESEARCH (TAG "t") [UID] MIN MAX COUNT ALL [MODSEQ]`` (RFC 4731 §3.1), shared with
+    ESORT (RFC 5267 §3.2), where ``numbers`` come in sort order: MIN/MAX are then the first
+    and last. ``b""`` when the only return option is SAVE (RFC 5182 §2.4)."""
     if opts == ("SAVE",):
         return b""
     if not opts:

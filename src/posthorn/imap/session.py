@@ -23,8 +23,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from posthorn import sasl
-from posthorn.imap import response, utf7
+from posthorn.imap import response
 from posthorn.imap.fetch import FetchFailed, Kind, parse_fetch_items, render_fetch
+from posthorn.imap.names import mailbox_name
 from posthorn.imap.search import (
     Candidate,
     SearchQuery,
@@ -74,9 +75,6 @@ from posthorn.store.base import (
 
 log = get_logger("posthorn.imap")
 
-DELIMITER = "/"
-MAX_MAILBOX_NAME = 1000  # octets, UTF-8
-MAX_MAILBOX_DEPTH = 40
 FETCH_BATCH = 500  # messages loaded from the store at once while answering a FETCH
 MAX_ID_PAIRS = 30  # RFC 2971 §3.3
 
@@ -1168,42 +1166,6 @@ async def _forever() -> None:
 _SPECIAL_USES = {
     u.lower(): u for u in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent")
 } | {"\\trash": "\\Trash"}
-
-
-def mailbox_name(value: Value, *, utf8: bool) -> str:
-    """A client's mailbox name as the store's Unicode name, checked (RFC 9051 §5.1).
-
-    Modified UTF-7 is decoded unless the client enabled UTF8=ACCEPT or IMAP4rev2, but 8-bit
-    UTF-8 is accepted either way (RFC 9051 §5.1.3 lets servers accept it). Names that could
-    confuse the hierarchy (``..``, empty levels, control characters) are refused outright, so
-    no name can step outside the account's own tree.
-    """
-    raw = astring_bytes(value, "mailbox name")
-    if len(raw) > MAX_MAILBOX_NAME:
-        raise ParseError("mailbox name too long")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ParseError("mailbox name is not valid UTF-8") from None
-    if not utf8 and "&" in text:
-        try:
-            text = utf7.decode(text)
-        except ValueError:
-            raise ParseError("mailbox name is not valid modified UTF-7") from None
-    if text.endswith(DELIMITER):  # RFC 9051 §6.3.4: a trailing delimiter is allowed
-        text = text[:-1]
-    if any(ord(c) < 0x20 or c == "\x7f" for c in text):
-        raise ParseError("mailbox name has control characters")
-    if not text:
-        raise ParseError("empty mailbox name")
-    parts = text.split(DELIMITER)
-    if len(parts) > MAX_MAILBOX_DEPTH:
-        raise ParseError("mailbox name nested too deeply")
-    if any(p in ("", ".", "..") for p in parts):
-        raise ParseError("mailbox name has an empty, '.' or '..' level")
-    if parts[0].upper() == "INBOX":
-        parts[0] = "INBOX"
-    return DELIMITER.join(parts)
 
 
 def _creatable(name: str) -> None:

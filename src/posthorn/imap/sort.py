@@ -27,13 +27,13 @@ from posthorn.imap.search import (
     SearchQuery,
     check_charset,
     decode_words,
+    esearch_line,
     parse_keys,
     parse_return,
     run_search,
     sent_datetime,
 )
 from posthorn.imap.search import needs as search_needs
-from posthorn.imap.sequence import format_sequence
 from posthorn.imap.values import Atom, ParseError, Value, astring
 from posthorn.mail.info import Envelope, EnvelopeAddress
 
@@ -226,20 +226,4 @@ def format_sort(matches: Sequence[Candidate], *, tag: str, uid: bool, query: Sor
     opts = query.search.return_opts
     if opts is None:
         return ("".join(["* SORT", *(f" {n}" for n in numbers)]) + "\r\n").encode("ascii")
-    if opts == ("SAVE",):
-        return b""
-    if not opts:
-        opts = ("ALL",)
-    quoted = tag.replace("\\", "\\\\").replace('"', '\\"')
-    words = [f'* ESEARCH (TAG "{quoted}")']
-    if uid:
-        words.append("UID")
-    if numbers and "MIN" in opts:
-        words.append(f"MIN {numbers[0]}")
-    if numbers and "MAX" in opts:
-        words.append(f"MAX {numbers[-1]}")
-    if "COUNT" in opts:
-        words.append(f"COUNT {len(numbers)}")
-    if numbers and "ALL" in opts:
-        words.append(f"ALL {format_sequence(numbers)}")
-    return (" ".join(words) + "\r\n").encode("utf-8")
+    return esearch_line(numbers, tag=tag, uid=uid, opts=opts)
