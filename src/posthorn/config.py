@@ -131,6 +131,16 @@ class IMAPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class POP3Config:
+    """Limits of the POP3 listeners (DESIGN.md "Security defaults")."""
+
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    timeout: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
+    max_bad_commands: int = 10  # unknown, malformed or out-of-state commands before closing
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -138,6 +148,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
+    pop3: POP3Config = field(default_factory=POP3Config)
     source: Path | None = None
     """The file this came from; None for the local default."""
 
@@ -199,6 +210,7 @@ class _Loader:
             "auth": self.auth,
             "smtp": self.smtp,
             "imap": self.imap,
+            "pop3": self.pop3,
         }
         built: dict[str, Any] = {}
         for name, value in raw.items():
@@ -355,6 +367,20 @@ class _Loader:
                     self.problem(f"imap.{key}", "must be from 0.1 to 86400 seconds")
                 out[key] = float(t[key])
         return IMAPConfig(**out)
+
+    def pop3(self, t: Mapping[str, Any]) -> POP3Config:
+        self.unknown("pop3", t, POP3Config)
+        out: dict[str, Any] = {}
+        for key in ("max_connections", "max_connections_per_ip", "max_bad_commands"):
+            if key in t and self.typed(f"pop3.{key}", t[key], int, "a whole number"):
+                if not 1 <= t[key] <= 1_000_000:
+                    self.problem(f"pop3.{key}", "must be from 1 to 1000000")
+                out[key] = t[key]
+        if "timeout" in t and self.typed("pop3.timeout", t["timeout"], (int, float), "seconds"):
+            if not 0.1 <= t["timeout"] <= 86400:
+                self.problem("pop3.timeout", "must be from 0.1 to 86400 seconds")
+            out["timeout"] = float(t["timeout"])
+        return POP3Config(**out)
 
     def size(self, key: str, value: object) -> int:
         """A byte count: a whole number or a string such as "50M" (binary units)."""

@@ -30,6 +30,9 @@ from posthorn.mail.address import normalize_domain
 from posthorn.net.listen import ListenError, StreamListener, bind_socket, bound_address
 from posthorn.net.tls import ensure_self_signed, server_context
 from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
+from posthorn.pop3.server import POP3Server
+from posthorn.pop3.session import Limits as POP3Limits
+from posthorn.pop3.session import MaildropLocks, SizeCache
 from posthorn.queue.runner import QueueRunner
 from posthorn.queue.spool import Spool
 from posthorn.smtp.server import SMTPServer
@@ -144,6 +147,11 @@ class Server:
         self.auth_throttle = AuthThrottle()
         imap = config.imap
         self.imap_connections = ConnectionLimiter(imap.max_connections_per_ip, imap.max_connections)
+        pop3 = config.pop3
+        self.pop3_connections = ConnectionLimiter(pop3.max_connections_per_ip, pop3.max_connections)
+        # Shared by pop3 and pop3s: one POP3 session per account, whichever port it came on.
+        self.pop3_locks = MaildropLocks()
+        self.pop3_sizes = SizeCache()
 
     def _builders(self) -> dict[str, Callable[[str, list[socket.socket]], Service]]:
         """Services with code behind them today; every other configured listener is reported
@@ -156,6 +164,8 @@ class Server:
             "lmtp": smtp,
             "imap": self._build_imap,
             "imaps": self._build_imap,
+            "pop3": self._build_pop3,
+            "pop3s": self._build_pop3,
             "http": self._build_http,
         }
 
@@ -207,6 +217,28 @@ class Server:
         )
         tls = self.ssl_context if implicit else None
         return _Shutdown(StreamListener(service, sockets, imap.handle, tls), imap.shutdown)
+
+    def _build_pop3(self, service: str, sockets: list[socket.socket]) -> Service:
+        cfg = self.config.pop3
+        assert self.directory is not None
+        implicit = service == "pop3s"
+        pop3 = POP3Server(
+            accounts=self.directory,
+            store=self.store,
+            limits=POP3Limits(
+                plaintext_auth_on_loopback=self.config.auth.plaintext_on_loopback,
+                max_bad_commands=cfg.max_bad_commands,
+            ),
+            throttle=self.auth_throttle,
+            connections=self.pop3_connections,
+            locks=self.pop3_locks,
+            sizes=self.pop3_sizes,
+            ssl_context=self.ssl_context,
+            implicit_tls=implicit,
+            timeout=cfg.timeout,
+        )
+        tls = self.ssl_context if implicit else None
+        return _Shutdown(StreamListener(service, sockets, pop3.handle, tls), pop3.shutdown)
 
     def _build_http(self, service: str, sockets: list[socket.socket]) -> Service:
         app = create_app(self.config.server.hostname)

@@ -190,3 +190,36 @@ def test_imap_errors(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, text))
     assert any(expected in p for p in exc.value.problems), exc.value.problems
+
+
+def test_pop3_section(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "[pop3]\nmax_connections = 10\nmax_connections_per_ip = 2\ntimeout = 900\n"
+            "max_bad_commands = 3\n",
+        )
+    )
+    assert config.pop3.max_connections == 10
+    assert config.pop3.max_connections_per_ip == 2
+    assert config.pop3.timeout == 900.0
+    assert config.pop3.max_bad_commands == 3
+    default = load_config(None).pop3
+    assert default.timeout == 600.0  # RFC 1939 §3: at least 10 minutes
+    assert default.max_connections == 1000 and default.max_connections_per_ip == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[pop3]\nmax_connections = 0\n", "pop3.max_connections: must be from 1"),
+        ("[pop3]\nmax_connections_per_ip = true\n", "pop3.max_connections_per_ip: must be a"),
+        ("[pop3]\ntimeout = 'long'\n", "pop3.timeout: must be seconds"),
+        ("[pop3]\ntimeout = 0\n", "pop3.timeout: must be from 0.1"),
+        ("[pop3]\nexpire = 1\n", "pop3.expire: unknown key"),
+    ],
+)
+def test_pop3_errors(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert any(expected in p for p in exc.value.problems), exc.value.problems
