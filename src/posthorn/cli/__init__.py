@@ -13,6 +13,7 @@ from posthorn.cli.admin import alias_group, domain_group, user_group
 from posthorn.cli.mail import mail_group
 from posthorn.cli.queue import queue_group
 from posthorn.cli.serve import check_config_command, serve_command
+from posthorn.cli.transfer import export_group, import_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,8 @@ cli.add_command(user_group)
 cli.add_command(alias_group)
 cli.add_command(mail_group)
 cli.add_command(queue_group)
+cli.add_command(import_group)
+cli.add_command(export_group)
 
 
 def main() -> None:
