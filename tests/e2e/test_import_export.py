@@ -11,6 +11,7 @@ import asyncio
 import imaplib
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,3 +313,34 @@ def test_bad_input(server: Posthorn, tmp_path: Path, args: tuple[str, ...], prob
     assert out == ""
     assert len(err.splitlines()) == 1 and problem in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_stops_the_import_with_one_line(tmp_path: Path) -> None:
+    """The data directory on a 1 MiB tmpfs: the import stops cleanly, what it stored stays."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)])
+    assert done.returncode == 0, "tmpfs mount needs root (make test runs as root in CI)"
+    try:
+        ph = Posthorn(mount, services=())
+        ph.cli("domain", "add", "example.test", check=True)
+        ph.cli(
+            "user", "add", "big@example.test", "--password-stdin", input="pw-big-12\n", check=True
+        )
+        box = tmp_path / "big.mbox"
+        body = ("x" * 70 + "\n") * 1500  # ≈ 100 KB each: the disk fills after a few
+        box.write_text(
+            "".join(
+                f"From a@example.test Mon Nov 23 10:00:00 2026\nSubject: {i}\n\n{body}\n"
+                for i in range(30)
+            )
+        )
+        result = ph.cli("import", "mbox", "big@example.test", str(box))
+        assert result.returncode == 1, result.stderr
+        assert "storage error, stopped" in result.stderr
+        assert "Traceback" not in result.stderr
+        listing = ph.cli("mail", "ls", "big@example.test")
+        stored = len(listing.stdout.splitlines())
+        assert 0 < stored < 30, listing
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

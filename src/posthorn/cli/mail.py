@@ -7,6 +7,7 @@ directory, so a typo is an error and not an empty listing.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,6 +34,11 @@ def account_key(config: Config, address: str) -> str:
         return db.get_account(address).address
 
 
+class StorageFailed(Exception):
+    """The store could not write (disk full, I/O error). Not an OSError on purpose, so code
+    that handles unreadable *input* files never mistakes it for one of those."""
+
+
 def with_store(config: Config, job: Callable[[MailStore], Awaitable[T]]) -> T:
     async def run() -> T:
         store = SQLiteMailStore(config.server.data_dir)
@@ -46,6 +52,10 @@ def with_store(config: Config, job: Callable[[MailStore], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except StoreError as e:
         fail(str(e) or type(e).__name__)
+    except (OSError, sqlite3.Error, StorageFailed) as e:
+        # A full or failing disk: what was stored before stays stored (each append is
+        # durable on its own); say so in one line instead of a traceback.
+        fail(f"storage error, stopped: {e}", code=1)
 
 
 def display(value: str | None) -> str:

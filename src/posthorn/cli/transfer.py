@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import click
 
 from posthorn.cli.admin import directory
 from posthorn.cli.common import EXIT_FAILED, data_dir_exists, fail, with_config
-from posthorn.cli.mail import with_store
+from posthorn.cli.mail import StorageFailed, with_store
 from posthorn.config import Config
 from posthorn.fsync import fsync_dir
 from posthorn.mail import maildir, mbox
@@ -146,6 +147,8 @@ async def append(
     except (StoreError, ValueError) as e:
         tally.skip(where, f"cannot store: {e}")
         return
+    except (OSError, sqlite3.Error) as e:
+        raise StorageFailed(e) from e
     tally.done += 1
 
 
