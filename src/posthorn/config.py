@@ -141,6 +141,42 @@ class POP3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str  # a host name or an IP address (IPv6 without brackets)
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    """Outbound delivery (issue 6): routing, the smart host, retries and notices."""
+
+    nameservers: tuple[str, ...] = ()  # "addr:port"; empty = /etc/resolv.conf
+    mx_port: int = 25  # the port of every MX (tests on loopback change it)
+    smarthost: HostPort | None = None  # everything not local and not routed goes here
+    smarthost_user: str = ""
+    smarthost_password: str = field(default="", repr=False)
+    smarthost_tls: str = "required"  # "required" | "opportunistic" | "implicit" (port 465)
+    routes: tuple[tuple[str, HostPort], ...] = ()  # domain -> next hop, before DNS
+    lifetime: float = 5 * 86400.0  # give up (bounce) this long after acceptance
+    delay_warning: float = 4 * 3600.0  # send a delay notice once, this long after acceptance
+    retry_first: float = 300.0  # the first retry after 5 min, then doubling ...
+    retry_max: float = 4 * 3600.0  # ... up to 4 h between tries
+    max_connections: int = 100  # outbound SMTP sessions at once
+    max_per_destination: int = 10  # ... to one destination domain or next hop
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2 (5 min; DATA end gets 10)
+
+    def route(self, domain: str) -> HostPort | None:
+        for name, hop in self.routes:
+            if name == domain:
+                return hop
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -148,6 +184,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
     source: Path | None = None
     """The file this came from; None for the local default."""
@@ -210,6 +247,7 @@ class _Loader:
             "auth": self.auth,
             "smtp": self.smtp,
             "imap": self.imap,
+            "outbound": self.outbound,
             "pop3": self.pop3,
         }
         built: dict[str, Any] = {}
@@ -382,6 +420,85 @@ class _Loader:
             out["timeout"] = float(t["timeout"])
         return POP3Config(**out)
 
+    def outbound(self, t: Mapping[str, Any]) -> OutboundConfig:
+        self.unknown("outbound", t, OutboundConfig)
+        out: dict[str, Any] = {}
+        if "nameservers" in t and self.typed(
+            "outbound.nameservers", t["nameservers"], list, 'a list of "address:port" strings'
+        ):
+            servers = []
+            for i, item in enumerate(t["nameservers"]):
+                try:
+                    if not isinstance(item, str):
+                        raise ValueError(f"must be a string, not {item!r}")
+                    parse_hostport(item, 53, ip_only=True)
+                    servers.append(item)
+                except ValueError as e:
+                    self.problem(f"outbound.nameservers[{i}]", str(e))
+            out["nameservers"] = tuple(servers)
+        if "mx_port" in t and self.typed("outbound.mx_port", t["mx_port"], int, "a port number"):
+            if not 1 <= t["mx_port"] <= 65535:
+                self.problem("outbound.mx_port", "must be from 1 to 65535")
+            out["mx_port"] = t["mx_port"]
+        if (
+            "smarthost" in t
+            and self.typed("outbound.smarthost", t["smarthost"], str, 'a "host:port" string')
+            and t["smarthost"]
+        ):
+            try:
+                out["smarthost"] = parse_hostport(t["smarthost"], 25)
+            except ValueError as e:
+                self.problem("outbound.smarthost", str(e))
+        for key in ("smarthost_user", "smarthost_password"):
+            if key in t and self.typed(f"outbound.{key}", t[key], str, "a string"):
+                out[key] = t[key]
+        if "smarthost_tls" in t and self.typed(
+            "outbound.smarthost_tls", t["smarthost_tls"], str, "a string"
+        ):
+            if t["smarthost_tls"] not in ("required", "opportunistic", "implicit"):
+                self.problem(
+                    "outbound.smarthost_tls", 'must be "required", "opportunistic" or "implicit"'
+                )
+            out["smarthost_tls"] = t["smarthost_tls"]
+        if "routes" in t and self.typed("outbound.routes", t["routes"], dict, "a table"):
+            routes = []
+            for domain, hop in t["routes"].items():
+                key = f"outbound.routes.{domain}"
+                if not _valid_hostname(domain):
+                    self.problem(key, f"{domain!r} is not a valid domain")
+                elif not isinstance(hop, str):
+                    self.problem(key, f'must be a "host:port" string, not {hop!r}')
+                else:
+                    try:
+                        routes.append((domain.lower(), parse_hostport(hop, 25)))
+                    except ValueError as e:
+                        self.problem(key, str(e))
+            out["routes"] = tuple(routes)
+        for key in ("lifetime", "delay_warning", "retry_first", "retry_max"):
+            if key in t:
+                out[key] = self.duration(f"outbound.{key}", t[key])
+        for key in ("max_connections", "max_per_destination"):
+            if key in t and self.typed(f"outbound.{key}", t[key], int, "a whole number"):
+                if not 1 <= t[key] <= 100_000:
+                    self.problem(f"outbound.{key}", "must be from 1 to 100000")
+                out[key] = t[key]
+        for key in ("connect_timeout", "command_timeout"):
+            if key in t and self.typed(f"outbound.{key}", t[key], (int, float), "seconds"):
+                if not 0.1 <= t[key] <= 3600:
+                    self.problem(f"outbound.{key}", "must be from 0.1 to 3600 seconds")
+                out[key] = float(t[key])
+        if out.get("smarthost_password") and not out.get("smarthost_user"):
+            self.problem("outbound.smarthost_password", "needs outbound.smarthost_user")
+        return OutboundConfig(**out)
+
+    def duration(self, key: str, value: object) -> float:
+        """Seconds: a number, or a string such as "90s", "5m", "4h", "5d"."""
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.problem(key, str(e))
+            return 1.0
+
     def size(self, key: str, value: object) -> int:
         """A byte count: a whole number or a string such as "50M" (binary units)."""
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -395,6 +512,61 @@ class _Loader:
                 return size
         self.problem(key, f'must be a size such as 52428800 or "50M", not {value!r}')
         return 1
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object) -> float:
+    """``300``, ``"90s"``, ``"5m"``, ``"4h"``, ``"5d"``, ``"1w"`` -> seconds (> 0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1])
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(
+                f'must be a duration such as 300, "90s", "5m", "4h" or "5d", not {value!r}'
+            ) from None
+    else:
+        raise ValueError(
+            f'must be a duration such as 300, "90s", "5m", "4h" or "5d", not {value!r}'
+        )
+    if not 0 < seconds <= 366 * 86400:
+        raise ValueError(f"{value!r} is out of range (more than 0, at most a year)")
+    return seconds
+
+
+def parse_hostport(text: str, default_port: int, *, ip_only: bool = False) -> HostPort:
+    """``host:port``, ``host`` (default port), ``[v6]:port`` or a bare IPv6 address."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"{text!r}: expected [address]:port")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"{text!r}: the port must be a number")
+        port = int(p)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port out of range")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if ip_only or not _valid_hostname(host):
+            what = "an IP address" if ip_only else "a host name or IP address"
+            raise ValueError(f"{text!r}: {host!r} is not {what}") from None
+    return HostPort(host, port)
 
 
 def _valid_hostname(name: str) -> bool:

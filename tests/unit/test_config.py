@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from posthorn.config import ConfigError, ListenAddress, load_config, parse_listen
+from posthorn.config import ConfigError, HostPort, ListenAddress, load_config, parse_listen
 
 FULL = """
 [server]
@@ -220,6 +220,59 @@ def test_pop3_section(tmp_path: Path) -> None:
     ],
 )
 def test_pop3_errors(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert any(expected in p for p in exc.value.problems), exc.value.problems
+
+
+def test_outbound_section(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[outbound]\nnameservers = ["127.0.0.1:5353", "[::1]:53"]\nmx_port = 2525\n'
+            'smarthost = "relay.example.test:587"\nsmarthost_user = "u"\n'
+            'smarthost_password = "p"\nsmarthost_tls = "opportunistic"\nlifetime = "2d"\n'
+            'delay_warning = "30m"\nretry_first = 1\nretry_max = "1h"\nmax_per_destination = 3\n'
+            '[outbound.routes]\n"Inner.Example.test" = "10.1.2.3:2525"\n"v6.test" = "[::1]:25"\n',
+        )
+    )
+    out = config.outbound
+    assert out.nameservers == ("127.0.0.1:5353", "[::1]:53")
+    assert out.mx_port == 2525 and out.smarthost == HostPort("relay.example.test", 587)
+    assert (out.smarthost_user, out.smarthost_password, out.smarthost_tls) == (
+        "u",
+        "p",
+        "opportunistic",
+    )
+    assert "p" not in repr(out)  # the password never reaches a log through repr
+    assert (out.lifetime, out.delay_warning, out.retry_first, out.retry_max) == (
+        172800.0,
+        1800.0,
+        1.0,
+        3600.0,
+    )
+    assert out.route("inner.example.test") == HostPort("10.1.2.3", 2525)
+    assert out.route("v6.test") == HostPort("::1", 25) and out.route("other.test") is None
+    default = load_config(None).outbound
+    assert (default.lifetime, default.delay_warning, default.mx_port) == (5 * 86400, 4 * 3600, 25)
+    assert default.retry_first == 300 and default.retry_max == 4 * 3600
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[outbound]\nlifetime = "soon"\n', "outbound.lifetime: must be a duration"),
+        ("[outbound]\nlifetime = 0\n", "outbound.lifetime: 0 is out of range"),
+        ('[outbound]\nsmarthost = "a:b"\n', "outbound.smarthost: 'a:b': the port must be"),
+        ('[outbound]\nnameservers = ["dns.test"]\n', "is not an IP address"),
+        ('[outbound]\nsmarthost_tls = "maybe"\n', 'must be "required"'),
+        ('[outbound]\nsmarthost_password = "x"\n', "needs outbound.smarthost_user"),
+        ('[outbound.routes]\n"x.test" = 25\n', 'outbound.routes.x.test: must be a "host:port"'),
+        ("[outbound]\nmx_port = 0\n", "outbound.mx_port: must be from 1 to 65535"),
+        ("[outbound]\nrelay = 1\n", "outbound.relay: unknown key"),
+    ],
+)
+def test_outbound_errors(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, text))
     assert any(expected in p for p in exc.value.problems), exc.value.problems
