@@ -231,7 +231,7 @@ def test_outbound_section(tmp_path: Path) -> None:
             tmp_path,
             '[outbound]\nnameservers = ["127.0.0.1:5353", "[::1]:53"]\nmx_port = 2525\n'
             'smarthost = "relay.example.test:587"\nsmarthost_user = "u"\n'
-            'smarthost_password = "p"\nsmarthost_tls = "opportunistic"\nlifetime = "2d"\n'
+            'smarthost_password = "s3cr3t-pw"\nsmarthost_tls = "opportunistic"\nlifetime = "2d"\n'
             'delay_warning = "30m"\nretry_first = 1\nretry_max = "1h"\nmax_per_destination = 3\n'
             '[outbound.routes]\n"Inner.Example.test" = "10.1.2.3:2525"\n"v6.test" = "[::1]:25"\n',
         )
@@ -241,10 +241,10 @@ def test_outbound_section(tmp_path: Path) -> None:
     assert out.mx_port == 2525 and out.smarthost == HostPort("relay.example.test", 587)
     assert (out.smarthost_user, out.smarthost_password, out.smarthost_tls) == (
         "u",
-        "p",
+        "s3cr3t-pw",
         "opportunistic",
     )
-    assert "p" not in repr(out)  # the password never reaches a log through repr
+    assert "s3cr3t-pw" not in repr(out)  # the password never reaches a log through repr
     assert (out.lifetime, out.delay_warning, out.retry_first, out.retry_max) == (
         172800.0,
         1800.0,
