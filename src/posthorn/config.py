@@ -159,6 +159,7 @@ class OutboundConfig:
     smarthost_user: str = ""
     smarthost_password: str = field(default="", repr=False)
     smarthost_tls: str = "required"  # "required" | "opportunistic" | "implicit" (port 465)
+    smarthost_ca: Path | None = None  # PEM file of CAs to trust for the smart host (else system)
     routes: tuple[tuple[str, HostPort], ...] = ()  # domain -> next hop, before DNS
     lifetime: float = 5 * 86400.0  # give up (bounce) this long after acceptance
     delay_warning: float = 4 * 3600.0  # send a delay notice once, this long after acceptance
@@ -449,6 +450,10 @@ class _Loader:
                 out["smarthost"] = parse_hostport(t["smarthost"], 25)
             except ValueError as e:
                 self.problem("outbound.smarthost", str(e))
+        if "smarthost_ca" in t and self.typed(
+            "outbound.smarthost_ca", t["smarthost_ca"], str, "a path"
+        ):
+            out["smarthost_ca"] = self.base / t["smarthost_ca"]
         for key in ("smarthost_user", "smarthost_password"):
             if key in t and self.typed(f"outbound.{key}", t[key], str, "a string"):
                 out[key] = t[key]

@@ -21,15 +21,27 @@ BOUND = re.compile(r"event=listener\.bound .*service=(\w+) addr=(\S+)")
 
 
 class Posthorn:
-    def __init__(self, root: Path, extra: str = "", services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        extra: str = "",
+        services: tuple[str, ...] = SERVICES,
+        *,
+        hostname: str = "mail.example.test",
+        domains: tuple[str, ...] = ("example.test",),
+    ) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.config_path = root / "posthorn.toml"
+        if "[outbound]" not in extra:
+            # Never ask the machine's resolver (traffic must stay on loopback): mail for
+            # other domains just waits in the queue, its DNS lookups failing fast.
+            extra += '\n[outbound]\nnameservers = ["127.0.0.1:1"]\n'
         listen = "\n".join(f'{s} = ["127.0.0.1:0"]' for s in services)
         disabled = "\n".join(f"{s} = []" for s in SERVICES if s not in services)
         self.config_path.write_text(
-            f'[server]\nhostname = "mail.example.test"\ndata_dir = "data"\n'
-            f'domains = ["example.test"]\nshutdown_timeout = 5\n'
+            f'[server]\nhostname = "{hostname}"\ndata_dir = "data"\n'
+            f"domains = [{', '.join(repr(d) for d in domains)}]\nshutdown_timeout = 5\n"
             f"[listen]\n{listen}\n{disabled}\n{extra}"
         )
         self.proc: subprocess.Popen[str] | None = None

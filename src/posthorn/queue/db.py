@@ -13,24 +13,34 @@ Invariants:
   commit (a crash in between leaves an orphan file, swept by `posthorn.queue.spool`).
 - Every update is scoped by ``queue_id`` as well as row id: a stale row id can never touch
   another message.
+- `apply_changes` logs every try (a row whose ``attempts`` went up) in ``attempts``, in its own
+  transaction, so the runner writes the attempt log without knowing about it.
+- A message deleted (``posthorn queue delete``) or finished by the operator while a delivery
+  pass was running is gone for good: `apply_changes` on a message without its row writes
+  nothing, so the pass can neither resurrect rows nor leave orphans.
+- The operator's functions (`hold`, `release`, `retry`, `delete`, `bounce`) raise
+  `UnknownMessage` for a queue id that is not queued, and return what they changed.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 from posthorn.queue.envelope import Envelope, EnvelopeRecipient, Notify
 from posthorn.queue.records import (
+    DSN_PENDING,
+    LoggedAttempt,
     MessageState,
     QueuedMessage,
     QueuedRecipient,
     Route,
     Status,
 )
+from posthorn.queue.schedule import owes_bounce
 from posthorn.queue.schema import MIGRATIONS
 from posthorn.store.sqlite.db import SQLiteThread, apply_migrations
 
@@ -40,9 +50,39 @@ _MESSAGE_COLUMNS: Final = (
 )
 _RECIPIENT_COLUMNS: Final = (
     "id, address, route, status, notify, orcpt, parent, account, tag, attempts, next_try,"
-    " last_error, dsn, updated"
+    " last_error, dsn, updated, remote, delay_dsn"
 )
 _UNFINISHED: Final = "(status IN ('pending', 'deferred', 'held') OR dsn = 'pending')"
+
+BOUNCED_BY_ADMIN: Final = "5.0.0 bounced by the administrator"
+"""The reply `bounce` records: RFC 3463 §3.1 X.0.0, other undefined status (permanent)."""
+
+
+class UnknownMessage(LookupError):
+    """No message with this queue id is queued (never was, or is finished or deleted)."""
+
+    def __init__(self, queue_id: str) -> None:
+        super().__init__(f"no queued message {queue_id}")
+        self.queue_id = queue_id
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What `retry` changed: ``recipients`` waiting rows made due now, in ``messages``
+    messages, ``held`` of which are held (their rows are due, but wait for ``release``)."""
+
+    messages: int
+    recipients: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bounced:
+    """What `bounce` changed: the rows it failed (as written), and the spool file name to
+    delete when that finished the message (no row left waiting, no DSN owed)."""
+
+    rows: tuple[QueuedRecipient, ...]
+    removed: str | None
 
 
 # encodings -------------------------------------------------------------------------
@@ -76,6 +116,8 @@ def _recipient(row: Sequence[Any]) -> QueuedRecipient:
         last_error=row[11],
         dsn=row[12],
         updated=float(row[13]),
+        remote=row[14],
+        delay_dsn=row[15],
     )
 
 
@@ -172,8 +214,8 @@ def _insert_recipient(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipien
     """Insert a recipient row; returns its id."""
     cur = conn.execute(
         "INSERT INTO recipients (queue_id, parent, address, notify, orcpt, route, status,"
-        " account, tag, attempts, next_try, last_error, dsn, updated)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " account, tag, attempts, next_try, last_error, dsn, updated, remote, delay_dsn)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             queue_id,
             r.parent,
@@ -189,6 +231,8 @@ def _insert_recipient(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipien
             r.last_error,
             r.dsn,
             r.updated,
+            r.remote,
+            r.delay_dsn,
         ),
     )
     assert cur.lastrowid is not None
@@ -246,12 +290,26 @@ def apply_changes(
     changed: Iterable[QueuedRecipient],
     added: Iterable[QueuedRecipient],
 ) -> str | None:
-    """Write the rows' new states and the expansion rows; if the message is then finished
-    (no row waiting, no bounce owed) delete it and return its spool file name."""
+    """Write the rows' new states and the expansion rows, and log every try (a changed row
+    whose ``attempts`` went up, an added row tried in the same pass); if the message is then
+    finished (no row waiting, no bounce owed) delete it and return its spool file name.
+
+    A message no longer queued (deleted by the operator meanwhile) is left alone: None."""
+    if not _exists(conn, queue_id):
+        return None
     for r in changed:
+        # Before the UPDATE, while the row still has its old count: one statement decides
+        # and logs, so the runner need not know the attempt log exists.
+        conn.execute(
+            "INSERT INTO attempts (recipient_id, queue_id, at, status, reply, remote)"
+            " SELECT id, queue_id, ?, ?, ?, ? FROM recipients"
+            " WHERE id = ? AND queue_id = ? AND attempts < ?",
+            (r.updated, r.status.value, r.last_error, r.remote, r.id, queue_id, r.attempts),
+        )
         conn.execute(
             "UPDATE recipients SET route = ?, status = ?, account = ?, tag = ?, attempts = ?,"
-            " next_try = ?, last_error = ?, dsn = ?, updated = ? WHERE id = ? AND queue_id = ?",
+            " next_try = ?, last_error = ?, dsn = ?, updated = ?, remote = ?, delay_dsn = ?"
+            " WHERE id = ? AND queue_id = ?",
             (
                 r.route.value,
                 r.status.value,
@@ -262,13 +320,30 @@ def apply_changes(
                 r.last_error,
                 r.dsn,
                 r.updated,
+                r.remote,
+                r.delay_dsn,
                 r.id,
                 queue_id,
             ),
         )
     for r in added:
-        _insert_recipient(conn, queue_id, r)
+        rid = _insert_recipient(conn, queue_id, r)
+        if r.attempts > 0:
+            _log_attempt(conn, queue_id, replace(r, id=rid))
     return delete_if_finished(conn, queue_id)
+
+
+def _log_attempt(conn: sqlite3.Connection, queue_id: str, r: QueuedRecipient) -> None:
+    conn.execute(
+        "INSERT INTO attempts (recipient_id, queue_id, at, status, reply, remote)"
+        " VALUES (?,?,?,?,?,?)",
+        (r.id, queue_id, r.updated, r.status.value, r.last_error, r.remote),
+    )
+
+
+def _exists(conn: sqlite3.Connection, queue_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+    return row is not None
 
 
 def delete_if_finished(conn: sqlite3.Connection, queue_id: str) -> str | None:
@@ -277,11 +352,153 @@ def delete_if_finished(conn: sqlite3.Connection, queue_id: str) -> str | None:
     ).fetchone()
     if left is not None:
         return None
+    return _delete(conn, queue_id)
+
+
+def _delete(conn: sqlite3.Connection, queue_id: str) -> str | None:
+    """Delete the message with its rows and attempt log; returns its spool file name."""
     row = conn.execute(
         "DELETE FROM messages WHERE queue_id = ? RETURNING spool_name", (queue_id,)
     ).fetchone()
     conn.execute("DELETE FROM recipients WHERE queue_id = ?", (queue_id,))
+    conn.execute("DELETE FROM attempts WHERE queue_id = ?", (queue_id,))
     return None if row is None else str(row[0])
+
+
+def mark_notified(
+    conn: sqlite3.Connection,
+    queue_id: str,
+    dsn_ids: Iterable[int],
+    delay_ids: Iterable[int],
+) -> str | None:
+    """Record notices that went out (the bouncer, after committing the DSN message): rows
+    ``dsn_ids`` get ``dsn = 'sent'``, rows ``delay_ids`` ``delay_dsn = 'sent'``. If the message
+    is then finished, delete it and return its spool file name (as `apply_changes`)."""
+    if not _exists(conn, queue_id):
+        return None
+    conn.executemany(
+        "UPDATE recipients SET dsn = 'sent' WHERE id = ? AND queue_id = ?",
+        [(rid, queue_id) for rid in dsn_ids],
+    )
+    conn.executemany(
+        "UPDATE recipients SET delay_dsn = 'sent' WHERE id = ? AND queue_id = ?",
+        [(rid, queue_id) for rid in delay_ids],
+    )
+    return delete_if_finished(conn, queue_id)
+
+
+# the operator's functions (``posthorn queue ...``) ------------------------------------
+
+
+def _state(conn: sqlite3.Connection, queue_id: str) -> MessageState:
+    row = conn.execute("SELECT state FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+    if row is None:
+        raise UnknownMessage(queue_id)
+    return MessageState(row[0])
+
+
+def _set_state(conn: sqlite3.Connection, queue_id: str, state: MessageState) -> bool:
+    """Set the message's state; True if that changed it."""
+    if _state(conn, queue_id) is state:
+        return False
+    conn.execute("UPDATE messages SET state = ? WHERE queue_id = ?", (state.value, queue_id))
+    return True
+
+
+def hold(conn: sqlite3.Connection, queue_id: str) -> bool:
+    """Hold the message: no delivery pass takes it (`due_messages` skips it) until `release`.
+    A pass already running finishes. Returns False if it was held already."""
+    return _set_state(conn, queue_id, MessageState.HELD)
+
+
+def release(conn: sqlite3.Connection, queue_id: str) -> bool:
+    """Undo `hold`; the rows keep their retry times. Returns False if it was not held."""
+    return _set_state(conn, queue_id, MessageState.ACTIVE)
+
+
+def retry(conn: sqlite3.Connection, queue_id: str | None, now: float) -> Retried:
+    """Make the waiting (pending or deferred) rows of one message, or of every message
+    (``queue_id`` None), due at ``now``: the next scan tries them. Attempt counts and the
+    lifetime are unchanged. A held message stays held: retry is about *when*, hold about
+    *whether*; its rows are due as soon as it is released."""
+    scope, args = ("", ()) if queue_id is None else (" AND queue_id = ?", (queue_id,))
+    if queue_id is not None:
+        _state(conn, queue_id)
+    rows = conn.execute(
+        "UPDATE recipients SET next_try = ?"
+        f" WHERE status IN ('pending', 'deferred') AND next_try > ?{scope} RETURNING queue_id",
+        (now, now, *args),
+    ).fetchall()
+    touched = {r[0] for r in rows}
+    held = sum(
+        1
+        for q in touched
+        if conn.execute(
+            "SELECT 1 FROM messages WHERE queue_id = ? AND state = 'held'", (q,)
+        ).fetchone()
+    )
+    return Retried(messages=len(touched), recipients=len(rows), held=held)
+
+
+def delete(conn: sqlite3.Connection, queue_id: str) -> str:
+    """Delete the message, its rows and attempt log, sending nothing (no DSN: the operator
+    decided). Returns the spool file name, which the caller deletes after the commit."""
+    name = _delete(conn, queue_id)
+    if name is None:
+        raise UnknownMessage(queue_id)
+    return name
+
+
+def bounce(conn: sqlite3.Connection, spool_dir: Path, queue_id: str, now: float) -> Bounced:
+    """Fail every waiting row (pending, deferred, held) for good with `BOUNCED_BY_ADMIN`; a
+    row owes the sender a DSN by the usual rule (`schedule.owes_bounce`: not to the null
+    reverse path, only if NOTIFY allows). A held message is released, so the bouncer sends
+    the DSN. A message left with nothing to do is deleted (``removed``, as `apply_changes`)."""
+    message = load_message(conn, spool_dir, queue_id)
+    if message is None:
+        raise UnknownMessage(queue_id)
+    failed = tuple(
+        replace(
+            r,
+            status=Status.FAILED,
+            last_error=BOUNCED_BY_ADMIN,
+            dsn=DSN_PENDING if owes_bounce(message, r.notify) else None,
+            next_try=now,
+            updated=now,
+        )
+        for r in message.recipients
+        if r.waiting
+    )
+    for r in failed:
+        conn.execute(
+            "UPDATE recipients SET status = ?, last_error = ?, dsn = ?, next_try = ?,"
+            " updated = ? WHERE id = ? AND queue_id = ?",
+            (r.status.value, r.last_error, r.dsn, r.next_try, r.updated, r.id, queue_id),
+        )
+    if failed:
+        _set_state(conn, queue_id, MessageState.ACTIVE)
+    return Bounced(failed, delete_if_finished(conn, queue_id))
+
+
+def attempt_log(conn: sqlite3.Connection, queue_id: str) -> list[LoggedAttempt]:
+    """The message's attempt log, oldest first."""
+    _state(conn, queue_id)
+    rows = conn.execute(
+        "SELECT a.recipient_id, r.address, a.at, a.status, a.reply, a.remote"
+        " FROM attempts a LEFT JOIN recipients r ON r.id = a.recipient_id"
+        " WHERE a.queue_id = ? ORDER BY a.at, a.id",
+        (queue_id,),
+    )
+    return [
+        LoggedAttempt(int(r[0]), r[1] or "?", float(r[2]), Status(r[3]), r[4], r[5]) for r in rows
+    ]
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """SQLite's ``PRAGMA data_version``: changes whenever *another* connection (the
+    ``posthorn queue`` CLI) committed to the database since this one last looked. Lets the
+    runner notice the operator's changes with one cheap call instead of a scan."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def spool_names(conn: sqlite3.Connection) -> set[str]:
@@ -340,3 +557,36 @@ class QueueDB:
 
     async def spool_names(self) -> set[str]:
         return await self._thread.run(spool_names)
+
+    async def mark_notified(
+        self, queue_id: str, dsn_ids: Sequence[int], delay_ids: Sequence[int]
+    ) -> str | None:
+        """Returns a spool file name for the caller to delete, as `apply`."""
+        return await self._thread.run(mark_notified, queue_id, dsn_ids, delay_ids)
+
+    # the operator's side (also what ``posthorn queue`` runs on a connection of its own);
+    # each raises `UnknownMessage` for a queue id that is not queued.
+    async def hold(self, queue_id: str) -> bool:
+        return await self._thread.run(hold, queue_id)
+
+    async def release(self, queue_id: str) -> bool:
+        return await self._thread.run(release, queue_id)
+
+    async def retry(self, queue_id: str | None, now: float) -> Retried:
+        return await self._thread.run(retry, queue_id, now)
+
+    async def delete(self, queue_id: str) -> str:
+        """Returns the spool file name: the caller deletes the file (`Spool.remove_file`)."""
+        return await self._thread.run(delete, queue_id)
+
+    async def bounce(self, queue_id: str, now: float) -> Bounced:
+        """``removed``, when set, is a spool file name for the caller to delete."""
+        return await self._thread.run(bounce, self.spool_dir, queue_id, now)
+
+    async def attempt_log(self, queue_id: str) -> list[LoggedAttempt]:
+        return await self._thread.run(attempt_log, queue_id)
+
+    async def data_version(self) -> int:
+        """See `data_version`: compare two results to learn whether another process (the
+        CLI) changed the queue in between."""
+        return await self._thread.run(data_version)

@@ -16,7 +16,8 @@ Rows and how they move (``route`` / ``status``):
   failure makes them ``deferred`` with a later ``next_try``; success ``delivered``; a permanent
   failure, or the message's lifetime running out, ``failed``.
 - ``route=remote`` rows wait as ``pending`` for the outbound queue (not built yet).
-- ``held`` (``queue hold``, later) is never tried until released.
+- ``held`` rows are never tried until released. (``posthorn queue hold`` holds the whole
+  message instead: `MessageState.HELD`, which the scheduler's scan skips.)
 - ``last_error`` always starts with an RFC 3463 enhanced status code (``4.2.2 ...``), so a DSN
   can be built from it.
 - ``dsn`` is ``"pending"`` on a failed row that owes the sender a bounce (RFC 3461 §4.1: NOTIFY
@@ -24,6 +25,10 @@ Rows and how they move (``route`` / ``status``):
   stays queued, file and all, while any row is unfinished or owes a bounce: the bounce needs
   the envelope and (RET=FULL, RFC 3461 §4.3) the content. Sending it is the outbound issue's
   bouncer (TODO), which will set ``dsn="sent"``.
+- ``remote`` is the remote MTA the outbound queue tried last (``"mx.b.test [192.0.2.7]"``, the
+  DSN's Remote-MTA); ``delay_dsn`` is ``"sent"`` once the sender was told the row is delayed.
+- Every try that raises a row's ``attempts`` is also logged (`LoggedAttempt`), in the same
+  transaction, for ``posthorn queue show``.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ _FINAL = frozenset({Status.DELIVERED, Status.FAILED, Status.EXPANDED})
 
 class MessageState(enum.Enum):
     ACTIVE = "active"
-    HELD = "held"  # the whole message, by the operator (``queue hold``, later)
+    HELD = "held"  # the whole message, by the operator (``posthorn queue hold``)
 
 
 DSN_PENDING = "pending"
@@ -85,16 +90,18 @@ class QueuedRecipient:
     last_error: str | None = None
     dsn: str | None = None
     updated: float = 0.0
+    remote: str | None = None
+    delay_dsn: str | None = None
 
     @property
     def waiting(self) -> bool:
         """Not finished yet (pending, deferred or held)."""
         return not self.status.final
 
-    def due_locally(self, now: float) -> bool:
-        """Local delivery should try this row now."""
+    def due(self, route: Route, now: float) -> bool:
+        """The agent of ``route`` should try this row now."""
         return (
-            self.route is Route.LOCAL
+            self.route is route
             and self.status in (Status.PENDING, Status.DEFERRED)
             and self.next_try <= now
         )
@@ -115,6 +122,20 @@ class QueuedMessage:
     head: bytes | None = field(default=None, compare=False, repr=False)
     """The message's first bytes through the empty line ending its header block, when the
     spool still had them in memory at commit (saves delivery a file read); else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAttempt:
+    """One entry of a message's attempt log: recipient row ``recipient_id`` (``address``) was
+    tried at ``at`` (Unix seconds) and left with ``status``; ``reply`` is its ``last_error``
+    then (None on success), ``remote`` the remote MTA tried (None for local delivery)."""
+
+    recipient_id: int
+    address: str
+    at: float
+    status: Status
+    reply: str | None = None
+    remote: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +171,5 @@ class Attempt:
     account: str | None = None
     tag: str | None = None
     children: tuple[Target, ...] = ()
+    remote: str | None = None  # outbound: the remote MTA that gave ``reply``
+    dsn_relayed: bool = False  # outbound: the next hop took NOTIFY along (RFC 3461 §4.2)

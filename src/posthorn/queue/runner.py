@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from posthorn.log import bind, get_logger
@@ -46,14 +46,20 @@ from posthorn.queue.spool import Spool
 log = get_logger(__name__)
 
 DELIVERY_BUG = "4.3.0 temporary failure (internal error)"
+EXTERNAL_CHECK = 1.0  # seconds between checks for the CLI's changes to the queue
 
 
 class LocalDeliverer(Protocol):
-    """Local delivery as the runner sees it (`posthorn.delivery.local.LocalDelivery`)."""
+    """A delivery agent as the runner sees it: `posthorn.delivery.local.LocalDelivery` for
+    ``Route.LOCAL``, `posthorn.delivery.outbound.OutboundDelivery` for ``Route.REMOTE``."""
 
     async def deliver(
         self, message: QueuedMessage, due: Sequence[QueuedRecipient]
     ) -> list[Attempt]: ...
+
+
+AfterPass = Callable[[QueuedMessage, Plan], Awaitable[None]]
+"""Called after a pass's rows are written (the bouncer: DSNs for what just failed)."""
 
 
 class QueueRunner:
@@ -71,6 +77,8 @@ class QueueRunner:
         local: LocalDeliverer,
         *,
         retry: RetryPolicy | None = None,
+        route: Route = Route.LOCAL,
+        after_pass: AfterPass | None = None,
         concurrency: int = 16,
         backlog: int = 1024,
         poll: float = 60.0,
@@ -78,6 +86,10 @@ class QueueRunner:
     ) -> None:
         self.spool = spool
         self.local = local
+        self.route = route
+        self.after_pass = after_pass
+        self.peers: list[QueueRunner] = []  # runners of other routes, kicked on a re-route
+        self._version: int | None = None
         self.retry = retry or RetryPolicy()
         self.clock = clock or spool.clock
         self._concurrency = max(1, concurrency)
@@ -155,8 +167,28 @@ class QueueRunner:
                 delay = self._poll
             delay = max(0.0, min(delay, self._poll))
             self._wake_at = self.clock() + delay
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Until ``delay`` passes, a kick, or another process (``posthorn queue retry``,
+        ``release``, ...) commits to the queue database: checked every `EXTERNAL_CHECK` s."""
+        deadline = asyncio.get_running_loop().time() + delay
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.wait_for(self._wake.wait(), min(left, EXTERNAL_CHECK))
+                return
+            try:
+                version = await self.spool.db.data_version()
+            except Exception:
+                log.exception("queue.data_version_failed")
+                continue
+            if self._version is not None and version != self._version:
+                self._version = version
+                return
+            self._version = version
 
     async def _scan(self) -> tuple[int, float]:
         """Dispatch due messages; returns how many, and seconds until the next due time."""
@@ -167,7 +199,7 @@ class QueueRunner:
             self._more = True
             return 0, self._poll
         limit = room + len(self._tasks) + len(self._hold_off)
-        due, later = await self.spool.db.due(Route.LOCAL, now, limit)
+        due, later = await self.spool.db.due(self.route, now, limit)
         self._more = len(due) >= limit
         started = 0
         for qid in due:
@@ -227,7 +259,7 @@ class QueueRunner:
             if message is None:
                 return None  # finished meanwhile
         now = self.clock()
-        due = [r for r in message.recipients if r.due_locally(now)]
+        due = [r for r in message.recipients if r.due(self.route, now)]
         if not due:
             return None
         try:
@@ -238,12 +270,20 @@ class QueueRunner:
         steps = plan(message, due, attempts, now, self.retry)
         finished = await self.spool.db.apply(qid, steps.changed, steps.added)
         _log_rows(steps, now)
+        if any(r.route is not self.route and r.status is Status.PENDING for r in steps.rows):
+            for peer in self.peers:
+                peer.kick()  # alias expansion sent a row to the other route
+        if self.after_pass is not None:
+            try:
+                await self.after_pass(message, steps)
+            except Exception:
+                log.exception("queue.after_pass_failed")
         if finished is not None:
             await self.spool.remove_file(finished)
             log.info("queue.removed")
             return None
         retries = [
-            r.next_try for r in steps.rows if r.route is Route.LOCAL and r.status is Status.DEFERRED
+            r.next_try for r in steps.rows if r.route is self.route and r.status is Status.DEFERRED
         ]
         return min(retries, default=None)
 

@@ -94,7 +94,19 @@ def plan(
             attempts=row.attempts + (1 if tried else 0),
             updated=now,
         )
-        changed.append(_outcome(message, updated, attempt.status, attempt.reply, now, policy))
+        if attempt.remote is not None:
+            updated = replace(updated, remote=attempt.remote)
+        row_out = _outcome(message, updated, attempt.status, attempt.reply, now, policy)
+        if (
+            row_out.status is Status.DELIVERED
+            and row_out.notify is not None
+            and Notify.SUCCESS in row_out.notify
+            and message.envelope.mail_from != ""
+            and not attempt.dsn_relayed
+        ):
+            # RFC 3461 §4.1: the sender asked to hear of success; the bouncer tells them.
+            row_out = replace(row_out, dsn=DSN_PENDING)
+        changed.append(row_out)
     return Plan(changed, added)
 
 

@@ -1,8 +1,10 @@
 """The queue database schema (``data_dir/queue.sqlite3``), as versioned migrations.
 
-Two tables: ``messages`` (one row per queued message: the envelope, the spool file's name, its
-size, when it was accepted, and an operator state) and ``recipients`` (one row per recipient,
-including the rows alias expansion adds; see `posthorn.queue.records` for how they move).
+Three tables: ``messages`` (one row per queued message: the envelope, the spool file's name,
+its size, when it was accepted, and an operator state), ``recipients`` (one row per recipient,
+including the rows alias expansion adds; see `posthorn.queue.records` for how they move) and
+``attempts`` (the attempt log ``posthorn queue show`` prints: one row per try of a recipient,
+written by `posthorn.queue.db.apply_changes` in the transaction that records the try).
 
 Invariants:
 - Never edit a released step; add one. `apply_migrations` records the version in
@@ -11,6 +13,8 @@ Invariants:
   the row commits, and deleted only after the row's deletion committed).
 - Times are Unix seconds (REAL). Status, route and state values are the `records` enums'.
 - ``recipients_due`` serves the scheduler's only hot query: due rows of one route.
+- ``recipients`` and ``attempts`` rows live exactly as long as their ``messages`` row: every
+  deletion of a message deletes them in the same transaction.
 """
 
 from __future__ import annotations
@@ -66,6 +70,29 @@ MIGRATIONS: Final = (
             """,
             "CREATE INDEX recipients_message ON recipients (queue_id)",
             "CREATE INDEX recipients_due ON recipients (route, status, next_try)",
+        ),
+    ),
+    Migration(
+        2,
+        (
+            # The outbound queue's per-recipient facts: the remote MTA tried last
+            # ("mx.b.test [192.0.2.7]", RFC 3464 §2.3.5 Remote-MTA) and whether the delay
+            # notice (RFC 3464 action "delayed") went out, so it goes out once.
+            "ALTER TABLE recipients ADD COLUMN remote TEXT",
+            "ALTER TABLE recipients ADD COLUMN delay_dsn TEXT"
+            " CHECK (delay_dsn IS NULL OR delay_dsn IN ('sent'))",
+            """
+            CREATE TABLE attempts (
+                id           INTEGER PRIMARY KEY,
+                recipient_id INTEGER NOT NULL,
+                queue_id     TEXT NOT NULL,
+                at           REAL NOT NULL,
+                status       TEXT NOT NULL,
+                reply        TEXT,
+                remote       TEXT
+            )
+            """,
+            "CREATE INDEX attempts_message ON attempts (queue_id)",
         ),
     ),
 )

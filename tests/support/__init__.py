@@ -1,0 +1,1 @@
+"""Test helpers shared by unit, integration and e2e tests (loopback servers and the like)."""
