@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from posthorn.config import SERVICES, Config, ListenAddress
+from posthorn.delivery.bounce import Bouncer
 from posthorn.delivery.local import LocalDelivery
+from posthorn.delivery.outbound import OutboundDelivery
 from posthorn.directory import Directory, DirectoryDB
+from posthorn.dns.resolver import Resolver
 from posthorn.imap.server import IMAPServer, Timeouts
 from posthorn.imap.session import Limits as IMAPLimits
 from posthorn.log import get_logger
@@ -33,7 +36,9 @@ from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
 from posthorn.pop3.server import POP3Server
 from posthorn.pop3.session import Limits as POP3Limits
 from posthorn.pop3.session import MaildropLocks, SizeCache
+from posthorn.queue.records import Route
 from posthorn.queue.runner import QueueRunner
+from posthorn.queue.schedule import RetryPolicy
 from posthorn.queue.spool import Spool
 from posthorn.smtp.server import SMTPServer
 from posthorn.smtp.session import PROFILES, Limits
@@ -142,6 +147,8 @@ class Server:
         self.ssl_context: ssl.SSLContext | None = None
         self.spool: Spool | None = None
         self.runner: QueueRunner | None = None
+        self.remote_runner: QueueRunner | None = None
+        self.outbound: OutboundDelivery | None = None
         smtp = config.smtp
         self.smtp_connections = ConnectionLimiter(smtp.max_connections_per_ip, smtp.max_connections)
         self.auth_throttle = AuthThrottle()
@@ -253,8 +260,39 @@ class Server:
         await self.directory.run(lambda db: ensure_domains(db, self.config.server.domains))
         self.spool = Spool(self.data_dir)
         await self.spool.open()
-        self.runner = QueueRunner(self.spool, LocalDelivery(self.store, self.directory))
+        out = self.config.outbound
+        self.resolver = Resolver(out.nameservers)
+        self.outbound = OutboundDelivery(
+            out,
+            hostname=self.config.server.hostname,
+            resolver=self.resolver,
+            smarthost_context=self._smarthost_context(),
+        )
+        self.bouncer = Bouncer(
+            self.spool,
+            hostname=self.config.server.hostname,
+            delay_warning=out.delay_warning,
+            lifetime=out.lifetime,
+        )
+        self.runner = QueueRunner(
+            self.spool,
+            LocalDelivery(self.store, self.directory),
+            retry=RetryPolicy(lifetime=out.lifetime),
+            after_pass=self.bouncer.after_pass,
+        )
+        self.remote_runner = QueueRunner(
+            self.spool,
+            self.outbound,
+            route=Route.REMOTE,
+            retry=RetryPolicy(first=out.retry_first, cap=out.retry_max, lifetime=out.lifetime),
+            after_pass=self.bouncer.after_pass,
+            concurrency=out.max_connections,
+        )
+        self.runner.peers.append(self.remote_runner)
+        self.remote_runner.peers.append(self.runner)
         await self.runner.start()
+        await self.remote_runner.start()
+        await self.bouncer.sweep()
         self._tls_context()
         builders = self._builders()
         for service, socks in sockets.items():
@@ -285,6 +323,17 @@ class Server:
             raise
         return sockets
 
+    def _smarthost_context(self) -> ssl.SSLContext | None:
+        ca = self.config.outbound.smarthost_ca
+        if ca is None:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(ca))
+        except (OSError, ssl.SSLError) as e:
+            raise StartError(f"cannot load outbound.smarthost_ca {ca}: {e}") from None
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
     def _tls_context(self) -> None:
         tls = self.config.tls
         if tls.cert is not None and tls.key is not None:
@@ -307,6 +356,10 @@ class Server:
             log.info("listener.stopped", service=name)
         if self.runner is not None:
             await self.runner.stop(timeout)
+        if self.remote_runner is not None:
+            await self.remote_runner.stop(timeout)
+        if self.outbound is not None:
+            await self.outbound.close()
         if self.spool is not None:
             await self.spool.close()
         await self.store.close()
