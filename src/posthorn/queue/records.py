@@ -15,7 +15,8 @@ Rows and how they move (``route`` / ``status``):
 - ``route=local`` rows with an ``account`` are delivered to that account's INBOX; a temporary
   failure makes them ``deferred`` with a later ``next_try``; success ``delivered``; a permanent
   failure, or the message's lifetime running out, ``failed``.
-- ``route=remote`` rows wait as ``pending`` for the outbound queue (not built yet).
+- ``route=remote`` rows are the outbound runner's (`posthorn.delivery.outbound`): ``pending``
+  until first tried, then like local rows.
 - ``held`` rows are never tried until released. (``posthorn queue hold`` holds the whole
   message instead: `MessageState.HELD`, which the scheduler's scan skips.)
 - ``last_error`` always starts with an RFC 3463 enhanced status code (``4.2.2 ...``), so a DSN
@@ -23,8 +24,9 @@ Rows and how they move (``route`` / ``status``):
 - ``dsn`` is ``"pending"`` on a failed row that owes the sender a bounce (RFC 3461 §4.1: NOTIFY
   absent or including FAILURE, and the reverse path not null, RFC 5321 §4.5.5). A message
   stays queued, file and all, while any row is unfinished or owes a bounce: the bounce needs
-  the envelope and (RET=FULL, RFC 3461 §4.3) the content. Sending it is the outbound issue's
-  bouncer (TODO), which will set ``dsn="sent"``.
+  the envelope and (RET=FULL, RFC 3461 §4.3) the content. The bouncer
+  (`posthorn.delivery.bounce`) queues the DSN and sets ``dsn="sent"``. A delivered row whose
+  NOTIFY asked for SUCCESS is ``dsn="pending"`` too, until its success notice is queued.
 - ``remote`` is the remote MTA the outbound queue tried last (``"mx.b.test [192.0.2.7]"``, the
   DSN's Remote-MTA); ``delay_dsn`` is ``"sent"`` once the sender was told the row is delayed.
 - Every try that raises a row's ``attempts`` is also logged (`LoggedAttempt`), in the same

@@ -1,4 +1,8 @@
-"""`QueueRunner`: takes queued messages to local delivery, now and after every restart.
+"""`QueueRunner`: takes queued messages to a delivery agent, now and after every restart.
+
+One runner per route: ``Route.LOCAL`` with local delivery, ``Route.REMOTE`` with outbound
+SMTP delivery, each with its own retry policy; a row that alias expansion moves to the other
+route kicks that route's runner (`peers`). Below, "local" stands for the runner's route.
 
 Work arrives two ways: every commit is handed over at once by the spool (in-process, no
 polling delay), and a scan of the queue database finds what is due — at start (crash recovery:
@@ -20,8 +24,10 @@ defers (local delivery's failures) or leaves the rows untouched for a later pass
 database's); nothing is ever dropped or failed because of a bug.
 
 Rows that failed for good and owe the sender a DSN keep the message queued (``dsn=pending``,
-"failed, bounce pending" in ``posthorn queue list``). TODO(outbound): the bouncer builds and
-queues the DSN (RFC 3464), marks the rows ``dsn=sent``, and the message is then deleted.
+"failed, bounce pending" in ``posthorn queue list``). After each pass ``after_pass`` (the
+bouncer) queues the DSN (RFC 3464), marks the rows ``dsn=sent``, and the message is then
+deleted. Changes the CLI commits (``queue retry``, ``release``) are noticed within
+`EXTERNAL_CHECK` seconds through the database's ``data_version``.
 """
 
 from __future__ import annotations
