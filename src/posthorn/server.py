@@ -279,6 +279,8 @@ class Server:
             LocalDelivery(self.store, self.directory),
             retry=RetryPolicy(lifetime=out.lifetime),
             after_pass=self.bouncer.after_pass,
+            # `posthorn queue bounce` leaves rows owing a DSN and nothing due: sweep for them.
+            on_external_change=self.bouncer.sweep,
         )
         self.remote_runner = QueueRunner(
             self.spool,
@@ -286,6 +288,7 @@ class Server:
             route=Route.REMOTE,
             retry=RetryPolicy(first=out.retry_first, cap=out.retry_max, lifetime=out.lifetime),
             after_pass=self.bouncer.after_pass,
+            split=self.outbound.split,
             concurrency=out.max_connections,
         )
         self.runner.peers.append(self.remote_runner)

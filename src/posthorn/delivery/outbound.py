@@ -151,14 +151,22 @@ class OutboundDelivery:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def deliver(
-        self, message: QueuedMessage, due: Sequence[QueuedRecipient]
-    ) -> list[Attempt]:
+    @staticmethod
+    def split(due: Sequence[QueuedRecipient]) -> list[list[QueuedRecipient]]:
+        """Rows by destination domain: the runner records each group as soon as it is done."""
         groups: dict[str, list[QueuedRecipient]] = {}
         for row in due:
             groups.setdefault(row.address.rpartition("@")[2].lower(), []).append(row)
+        return list(groups.values())
+
+    async def deliver(
+        self, message: QueuedMessage, due: Sequence[QueuedRecipient]
+    ) -> list[Attempt]:
         results = await asyncio.gather(
-            *(self._domain(message, domain, rows) for domain, rows in groups.items())
+            *(
+                self._domain(message, rows[0].address.rpartition("@")[2].lower(), rows)
+                for rows in self.split(due)
+            )
         )
         return [a for attempts in results for a in attempts]
 

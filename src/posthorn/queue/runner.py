@@ -85,6 +85,8 @@ class QueueRunner:
         retry: RetryPolicy | None = None,
         route: Route = Route.LOCAL,
         after_pass: AfterPass | None = None,
+        split: Callable[[Sequence[QueuedRecipient]], list[list[QueuedRecipient]]] | None = None,
+        on_external_change: Callable[[], Awaitable[None]] | None = None,
         concurrency: int = 16,
         backlog: int = 1024,
         poll: float = 60.0,
@@ -94,6 +96,8 @@ class QueueRunner:
         self.local = local
         self.route = route
         self.after_pass = after_pass
+        self.split = split  # rows into groups recorded separately (outbound: per domain)
+        self.on_external_change = on_external_change  # the CLI committed (bouncer.sweep)
         self.peers: list[QueueRunner] = []  # runners of other routes, kicked on a re-route
         self._version: int | None = None
         self.retry = retry or RetryPolicy()
@@ -193,6 +197,11 @@ class QueueRunner:
                 continue
             if self._version is not None and version != self._version:
                 self._version = version
+                if self.on_external_change is not None:
+                    try:
+                        await self.on_external_change()
+                    except Exception:
+                        log.exception("queue.external_change_failed")
                 return
             self._version = version
 
@@ -268,11 +277,29 @@ class QueueRunner:
         due = [r for r in message.recipients if r.due(self.route, now)]
         if not due:
             return None
+        groups = self.split(due) if self.split is not None else [due]
+        # Each group (a destination) is recorded as soon as it is done, so a slow destination
+        # never leaves a finished one unrecorded: after a crash only rows in flight repeat.
+        next_times: list[float] = []
+        removed = False
+        for done in asyncio.as_completed([self._group(qid, message, g, now) for g in groups]):
+            gone, when = await done
+            removed = removed or gone
+            if when is not None:
+                next_times.append(when)
+        return None if removed else min(next_times, default=None)
+
+    async def _group(
+        self, qid: str, message: QueuedMessage, due: list[QueuedRecipient], now: float
+    ) -> tuple[bool, float | None]:
+        """Deliver one group and record it: (the message is finished and removed, when this
+        group's rows want the next pass)."""
         try:
             attempts = await self.local.deliver(message, due)
         except Exception:
             log.exception("queue.delivery_failed")
             attempts = [Attempt(r.id, Status.DEFERRED, DELIVERY_BUG) for r in due]
+        now = max(now, self.clock())
         steps = plan(message, due, attempts, now, self.retry)
         finished = await self.spool.db.apply(qid, steps.changed, steps.added)
         _log_rows(steps, now)
@@ -287,11 +314,11 @@ class QueueRunner:
         if finished is not None:
             await self.spool.remove_file(finished)
             log.info("queue.removed")
-            return None
+            return True, None
         retries = [
             r.next_try for r in steps.rows if r.route is self.route and r.status is Status.DEFERRED
         ]
-        return min(retries, default=None)
+        return False, min(retries, default=None)
 
 
 def _log_rows(steps: Plan, now: float) -> None:
