@@ -44,6 +44,7 @@ from posthorn.smtp.server import SMTPServer
 from posthorn.smtp.session import PROFILES, Limits
 from posthorn.store.sqlite import SQLiteMailStore
 from posthorn.web.app import create_app
+from posthorn.web.context import WebContext
 from posthorn.web.server import WebServer
 
 log = get_logger("posthorn.server")
@@ -66,12 +67,14 @@ class _Web:
     """Adapts the uvicorn-based web server to the `Service` shape."""
 
     server: WebServer
+    stopping: asyncio.Event
     stopped: asyncio.Task[None] | None = field(default=None)
 
     async def start(self) -> None:
         await self.server.start()
 
     def stop_accepting(self) -> None:
+        self.stopping.set()  # event streams end now rather than at the grace period's end
         self.stopped = asyncio.ensure_future(self.server.stop())
 
     async def drain(self, grace: float) -> int:
@@ -248,8 +251,16 @@ class Server:
         return _Shutdown(StreamListener(service, sockets, pop3.handle, tls), pop3.shutdown)
 
     def _build_http(self, service: str, sockets: list[socket.socket]) -> Service:
-        app = create_app(self.config.server.hostname)
-        return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout))
+        assert self.directory is not None and self.spool is not None
+        ctx = WebContext(
+            config=self.config,
+            directory=self.directory,
+            store=self.store,
+            spool=self.spool,
+            throttle=self.auth_throttle,
+        )
+        app = create_app(ctx)
+        return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout), ctx.stopping)
 
     async def start(self) -> None:
         self._lock = open_data_dir(self.data_dir)

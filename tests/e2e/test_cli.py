@@ -87,6 +87,9 @@ def test_user_add_generated_and_stdin_passwords(server: Posthorn) -> None:
         (("domain", "del", "example.test"), None, "still has"),
         (("mail", "ls", "nobody@example.test"), None, "no account"),
         (("mail", "ls", "alice@example.test", "Nope"), None, "Nope"),
+        (("user", "admin", "nobody@example.test", "on"), None, "no account"),
+        (("dns", "records", "nowhere.test"), None, "domain nowhere.test does not exist"),
+        (("dns", "records", "bad_domain!"), None, "bad_domain!"),
     ],
 )
 def test_bad_input_exits_2_and_changes_nothing(
@@ -165,3 +168,33 @@ def test_quota_and_passwd_and_delete(server: Posthorn) -> None:
     assert "dave@example.test\tquota=10\tdisabled" in server.cli("user", "list").stdout
     server.cli("user", "del", "dave@example.test", check=True)
     assert "dave@" not in server.cli("user", "list").stdout
+
+
+def test_admin_flag(server: Posthorn) -> None:
+    added = server.cli(
+        "user", "add", "root@example.test", "--admin", "--password-stdin", input="root-pw\n"
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "account root@example.test added (quota unlimited, admin)"
+    server.cli("user", "add", "erin@example.test", check=True)
+    listing = server.cli("user", "list", check=True).stdout
+    assert re.search(r"^root@example\.test\tquota=unlimited\tenabled\tadmin$", listing, re.M)
+    assert re.search(r"^erin@example\.test\tquota=unlimited\tenabled$", listing, re.M)
+    out = server.cli("user", "admin", "Erin@Example.Test", "on", check=True).stdout
+    assert out.strip() == "account erin@example.test is an admin"
+    assert "erin@example.test\tquota=unlimited\tenabled\tadmin" in server.cli("user", "list").stdout
+    server.cli("user", "admin", "erin@example.test", "off", check=True)
+    assert re.search(r"^erin@example\.test\t.*enabled$", server.cli("user", "list").stdout, re.M)
+    bad = server.cli("user", "admin", "erin@example.test", "maybe")
+    assert bad.returncode == 2 and "maybe" in bad.stderr
+
+
+def test_dns_records(server: Posthorn) -> None:
+    out = server.cli("dns", "records", "Example.Test", check=True).stdout
+    lines = [line for line in out.splitlines() if not line.startswith(";")]
+    assert lines == [
+        "example.test. IN MX 10 mail.example.test.",
+        'example.test. IN TXT "v=spf1 mx -all"',
+    ]
+    comments = [line for line in out.splitlines() if line.startswith(";")]
+    assert len(comments) == 2 and "RFC 5321" in comments[0] and "RFC 7208" in comments[1]

@@ -29,7 +29,8 @@ from posthorn.directory.errors import (
 )
 from posthorn.directory.passwords import Hasher, HashParams
 from posthorn.directory.resolve import LocalTarget, ResolveStatus
-from posthorn.directory.schema import SCHEMA_VERSION
+from posthorn.directory.schema import MIGRATIONS, SCHEMA_VERSION
+from posthorn.store.sqlite.db import apply_migrations
 
 CHEAP = Hasher(HashParams(time_cost=1, memory_cost=8, parallelism=1))
 
@@ -74,7 +75,29 @@ def snapshot(path: Path) -> list[tuple[object, ...]]:
 def test_new_file_is_wal_and_migrated(db: DirectoryDB, path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+
+
+def test_version_1_file_gains_the_admin_flag(path: Path) -> None:
+    """A directory from before the admin flag keeps its accounts, all of them plain users."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(conn, MIGRATIONS[:1])
+    conn.execute("INSERT INTO domains VALUES ('ours.example', 0)")
+    conn.execute(
+        "INSERT INTO accounts VALUES ('bob@ours.example', 'ours.example', ?, NULL, 1, 0)",
+        (CHEAP.hash("pw"),),
+    )
+    conn.close()
+    with DirectoryDB(path, hasher=CHEAP) as db:
+        bob = db.get_account("bob@ours.example")
+        assert not bob.admin and bob.enabled
+        db.set_admin("bob@ours.example", True)
+        assert db.get_account("bob@ours.example").admin
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    with pytest.raises(sqlite3.IntegrityError):  # the CHECK keeps the flag 0 or 1
+        conn.execute("UPDATE accounts SET admin = 2")
     conn.close()
 
 
@@ -133,6 +156,14 @@ def test_delete_domain_in_use_names_the_counts(populated: DirectoryDB) -> None:
         populated.delete_domain("nope.example")
 
 
+def test_get_domain(populated: DirectoryDB) -> None:
+    assert populated.get_domain("BÜCHER.example").name == "xn--bcher-kva.example"
+    with pytest.raises(UnknownDomain, match=r"domain nope\.example does not exist; add it first"):
+        populated.get_domain("nope.example")
+    with pytest.raises(BadAddress):
+        populated.get_domain("bad_domain!")
+
+
 # --- accounts ---------------------------------------------------------------------------------
 
 
@@ -185,6 +216,19 @@ def test_account_updates(populated: DirectoryDB) -> None:
     assert populated.get_account("bob@ours.example").quota_bytes is None
     populated.delete_account("bob@ours.example")
     assert populated.find_account("bob@ours.example") is None
+
+
+def test_admin_flag(populated: DirectoryDB) -> None:
+    assert not populated.get_account("bob@ours.example").admin  # the default
+    root = populated.add_account("root@ours.example", "root-pw", admin=True)
+    assert root.admin and populated.get_account("ROOT@ours.example").admin
+    assert [a.address for a in populated.list_accounts() if a.admin] == ["root@ours.example"]
+    populated.set_admin("Bob@Ours.Example", True)
+    assert populated.get_account("bob@ours.example").admin
+    populated.set_admin("bob@ours.example", False)
+    assert not populated.get_account("bob@ours.example").admin
+    with pytest.raises(NoSuchAccount, match=r"no account nobody@ours\.example"):
+        populated.set_admin("nobody@ours.example", True)
 
 
 def test_replace_password_hash_is_compare_and_set(populated: DirectoryDB) -> None:

@@ -171,6 +171,22 @@ async def test_lookups_and_writes(directory: Directory) -> None:
     assert domains == ["ours.example"]
 
 
+async def test_admin_flag_reaches_the_login(directory: Directory) -> None:
+    root = await directory.add_account("root@ours.example", "root-pw", admin=True)
+    assert root.admin
+    account = await directory.authenticate("root@ours.example", "root-pw")
+    assert account is not None and account.admin
+    bob = await directory.authenticate("bob@ours.example", "bob-pw")
+    assert bob is not None and not bob.admin
+    await directory.set_admin("bob@ours.example", True)
+    found = await directory.find_account("bob@ours.example")  # no stale cached answer
+    assert found is not None and found.admin
+    bob = await directory.authenticate("bob@ours.example", "bob-pw")  # cached password
+    assert bob is not None and bob.admin
+    with pytest.raises(NoSuchAccount):
+        await directory.set_admin("nobody@ours.example", True)
+
+
 async def test_plaintext_passwords_are_not_hashed_on_the_db_thread(directory: Directory) -> None:
     with pytest.raises(TypeError, match="no hasher"):
         await directory.run(lambda db: db.add_account("dave@ours.example", "pw"))

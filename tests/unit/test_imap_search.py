@@ -23,6 +23,7 @@ from posthorn.imap.search import (
     Recent,
     SearchQuery,
     Text,
+    decode_transfer,
     decode_words,
     format_search,
     header_contains,
@@ -579,3 +580,12 @@ def test_save_result() -> None:
 def test_text_key_shape() -> None:
     assert parse_search(args("TEXT Foo")).key == Text("foo", header=True)
     assert parse_search(args("BODY Foo")).key == Text("foo")
+
+
+@pytest.mark.parametrize("data", [b"\x00", b"ab", b"abc", b"abcd", bytes(range(256))])
+def test_decode_transfer_keeps_every_byte_of_padded_base64(data: bytes) -> None:
+    """Regression: the padding used to be stripped before cutting to whole quanta."""
+    import base64 as b64
+
+    encoded = b64.encodebytes(data)  # with "=" padding and line breaks
+    assert decode_transfer(encoded, "base64") == data

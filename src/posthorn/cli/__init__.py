@@ -10,6 +10,7 @@ import click
 
 from posthorn import __version__
 from posthorn.cli.admin import alias_group, domain_group, user_group
+from posthorn.cli.dns import dns_group
 from posthorn.cli.mail import mail_group
 from posthorn.cli.queue import queue_group
 from posthorn.cli.serve import check_config_command, serve_command
@@ -27,6 +28,7 @@ cli.add_command(check_config_command)
 cli.add_command(domain_group)
 cli.add_command(user_group)
 cli.add_command(alias_group)
+cli.add_command(dns_group)
 cli.add_command(mail_group)
 cli.add_command(queue_group)
 cli.add_command(import_group)

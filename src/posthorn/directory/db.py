@@ -23,6 +23,7 @@ Invariants:
 - Accounts and alias sources have plain local parts: no ``%``, ``!`` or ``@`` (the routing
   characters), no address literals.
 - Disabling an account blocks logins only; mail is still delivered to it.
+- The admin flag only grants the web admin pages; it changes nothing about mail.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ __all__ = ["BUSY_TIMEOUT", "DIRECTORY_FILENAME", "Account", "Alias", "DirectoryD
 
 DIRECTORY_FILENAME: Final = "directory.sqlite3"
 BUSY_TIMEOUT: Final = 5.0
-_ACCOUNT_COLUMNS: Final = "address, password_hash, quota_bytes, enabled, created"
+_ACCOUNT_COLUMNS: Final = "address, password_hash, quota_bytes, enabled, created, admin"
 
 
 class DirectoryDB:
@@ -161,6 +162,16 @@ class DirectoryDB:
             self._conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (domain, now))
         return Domain(domain, _datetime(now))
 
+    def get_domain(self, name: str) -> Domain:
+        """The domain in any spelling; `UnknownDomain` if it is not ours."""
+        domain = validate.domain_name(name)
+        row = self._conn.execute(
+            "SELECT name, created FROM domains WHERE name = ?", (domain,)
+        ).fetchone()
+        if row is None:
+            raise _unknown_domain(domain)
+        return Domain(row[0], _datetime(row[1]))
+
     def list_domains(self) -> list[Domain]:
         rows = self._conn.execute("SELECT name, created FROM domains ORDER BY name").fetchall()
         return [Domain(name, _datetime(created)) for name, created in rows]
@@ -198,8 +209,10 @@ class DirectoryDB:
         password_hash: str | None = None,
         quota_bytes: int | None = None,
         enabled: bool = True,
+        admin: bool = False,
     ) -> Account:
-        """Create an account from a plaintext ``password`` or a ready ``password_hash``."""
+        """Create an account from a plaintext ``password`` or a ready ``password_hash``;
+        ``admin`` lets it use the web admin pages."""
         key, domain = validate.mailbox_key(address, "account")
         validate.check_quota(quota_bytes)
         new_hash = self._new_hash(password, password_hash)
@@ -211,10 +224,10 @@ class DirectoryDB:
                 raise AddressInUse(f"{key} is an alias; delete the alias first")
             now = int(time.time())
             self._conn.execute(
-                f"INSERT INTO accounts (domain, {_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (domain, key, new_hash, quota_bytes, int(enabled), now),
+                f"INSERT INTO accounts (domain, {_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (domain, key, new_hash, quota_bytes, int(enabled), now, int(admin)),
             )
-        return Account(key, new_hash, quota_bytes, enabled, _datetime(now))
+        return Account(key, new_hash, quota_bytes, enabled, _datetime(now), admin)
 
     def get_account(self, address: str) -> Account:
         key, _ = validate.mailbox_key(address, "account")
@@ -276,6 +289,12 @@ class DirectoryDB:
     def set_enabled(self, address: str, enabled: bool) -> None:
         key, _ = validate.mailbox_key(address, "account")
         self._update_account(key, "enabled = ?", int(enabled))
+
+    def set_admin(self, address: str, admin: bool) -> None:
+        """Grant or take away the web admin pages; open web sessions feel it at their next
+        request (`posthorn.web.auth.require_admin` asks the directory every time)."""
+        key, _ = validate.mailbox_key(address, "account")
+        self._update_account(key, "admin = ?", int(admin))
 
     def set_quota(self, address: str, quota_bytes: int | None) -> None:
         """Set the storage quota in bytes; None is unlimited."""
@@ -437,7 +456,7 @@ class DirectoryDB:
 
     def _require_domain(self, domain: str) -> None:
         if not self.is_local_domain(domain):
-            raise UnknownDomain(f"domain {_show(domain)} does not exist; add it first")
+            raise _unknown_domain(domain)
 
     def _alias_exists(self, source: str) -> bool:
         row = self._conn.execute("SELECT 1 FROM aliases WHERE source = ?", (source,)).fetchone()
@@ -470,12 +489,18 @@ def _in_transaction(conn: sqlite3.Connection) -> bool:
 
 
 def _account(row: Any) -> Account:
-    address, password_hash, quota_bytes, enabled, created = row
-    return Account(address, password_hash, quota_bytes, bool(enabled), _datetime(created))
+    address, password_hash, quota_bytes, enabled, created, admin = row
+    return Account(
+        address, password_hash, quota_bytes, bool(enabled), _datetime(created), bool(admin)
+    )
 
 
 def _datetime(timestamp: int) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def _unknown_domain(domain: str) -> UnknownDomain:
+    return UnknownDomain(f"domain {_show(domain)} does not exist; add it first")
 
 
 def _show(domain: str) -> str:

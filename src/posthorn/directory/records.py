@@ -32,6 +32,7 @@ class Account:
     quota_bytes: int | None  # None: unlimited
     enabled: bool
     created: datetime
+    admin: bool = False  # may use the web admin pages (`posthorn user admin`)
 
     @property
     def domain(self) -> str:

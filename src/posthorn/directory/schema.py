@@ -14,6 +14,7 @@ Stored forms (the directory writes them, readers may rely on them):
   (local-part case kept for remote targets, RFC 5321 §2.4).
 - ``*.domain``: the row's domain, so a domain's use is one indexed count.
 - ``created``: Unix seconds (UTC). ``enabled``: 0 or 1. ``quota_bytes``: NULL = unlimited.
+- ``accounts.admin`` (version 2): 0 or 1; 1 lets the account use the web admin pages.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) STRICT
             """,
             "CREATE INDEX aliases_by_domain ON aliases(domain)",
+        ),
+    ),
+    # The admin flag (issue 7): a column with a default, so existing accounts stay plain users
+    # and the step is one cheap ALTER (SQLite adds such a column without rewriting the table).
+    Migration(
+        2,
+        (
+            "ALTER TABLE accounts ADD COLUMN"
+            " admin INTEGER NOT NULL DEFAULT 0 CHECK (admin IN (0, 1))",
         ),
     ),
 )

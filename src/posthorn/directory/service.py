@@ -236,14 +236,23 @@ class Directory:
         *,
         quota_bytes: int | None = None,
         enabled: bool = True,
+        admin: bool = False,
     ) -> Account:
         """`DirectoryDB.add_account`, hashing in the pool first."""
         new_hash = await self.hasher.hash_async(password)
         return await self.run(
             lambda db: db.add_account(
-                address, password_hash=new_hash, quota_bytes=quota_bytes, enabled=enabled
+                address,
+                password_hash=new_hash,
+                quota_bytes=quota_bytes,
+                enabled=enabled,
+                admin=admin,
             )
         )
+
+    async def set_admin(self, address: str, admin: bool) -> None:
+        """`DirectoryDB.set_admin` on the database thread."""
+        await self.run(lambda db: db.set_admin(address, admin))
 
     async def set_password(self, address: str, password: str) -> None:
         """`DirectoryDB.set_password`, hashing in the pool first; forgets cached logins."""

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from typing import Protocol, TypeAlias
 
+from posthorn.imap.fetch import decode_base64
 from posthorn.imap.sequence import SequenceSet, format_sequence, parse_sequence_set
 from posthorn.imap.values import Atom, ParseError, Refused, String, Value, astring, number
 from posthorn.mail.info import BodyPart, MessageInfo
@@ -815,11 +816,7 @@ def _texts(data: bytes, info: MessageInfo, base: int) -> Iterator[str]:
 def decode_transfer(raw: bytes, encoding: str) -> bytes:
     """RFC 2045 §6: undo base64 / quoted-printable, leniently; other encodings are identity."""
     if encoding == "base64":
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
-        try:
-            return base64.b64decode(cleaned[: len(cleaned) - len(cleaned) % 4])
-        except (binascii.Error, ValueError):
-            return raw
+        return decode_base64(raw)  # one lenient decoder for FETCH BINARY and SEARCH
     if encoding == "quoted-printable":
         return binascii.a2b_qp(raw)
     return raw

@@ -1,0 +1,33 @@
+"""What the web app may use: the running server's components, passed in explicitly.
+
+`posthorn.server` builds one `WebContext` and hands it to `posthorn.web.app.create_app`; route
+modules take what they need from it. Nothing in `posthorn.web` opens a store or a database
+on its own (one composition root: `posthorn.server`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from posthorn.config import Config
+from posthorn.directory import Directory
+from posthorn.policy.limits import AuthThrottle
+from posthorn.queue.spool import Spool
+from posthorn.store.base import MailStore
+
+
+@dataclass(frozen=True)
+class WebContext:
+    config: Config
+    directory: Directory
+    store: MailStore
+    spool: Spool  # sending queues here, as submission does; ``spool.db`` is the queue
+    throttle: AuthThrottle  # shared with SMTP AUTH, IMAP and POP3 logins
+    # Set when the server stops: long-lived responses (the event stream) end at once instead
+    # of holding the shutdown for its whole grace period.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def hostname(self) -> str:
+        return self.config.server.hostname
