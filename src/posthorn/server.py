@@ -258,9 +258,15 @@ class Server:
             store=self.store,
             spool=self.spool,
             throttle=self.auth_throttle,
+            kick=self._kick_runners,
         )
         app = create_app(ctx)
         return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout), ctx.stopping)
+
+    def _kick_runners(self) -> None:
+        for runner in (self.runner, self.remote_runner):
+            if runner is not None:
+                runner.kick()
 
     async def start(self) -> None:
         self._lock = open_data_dir(self.data_dir)

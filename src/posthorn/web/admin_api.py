@@ -272,6 +272,7 @@ class _AdminAPI:
         """Make the waiting recipients due now (a held message stays held, as in the CLI)."""
         queue_id = request.path_params["queue_id"]
         done = await self.ctx.spool.db.retry(queue_id, time.time())
+        self.ctx.kick()
         log.info("web.admin.queue_retry", queue_id=queue_id, recipients=done.recipients, by=admin)
         return JSONResponse(
             {"queue_id": queue_id, "recipients": done.recipients, "held": done.held > 0}

@@ -8,6 +8,7 @@ on its own (one composition root: `posthorn.server`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from posthorn.config import Config
@@ -27,6 +28,9 @@ class WebContext:
     # Set when the server stops: long-lived responses (the event stream) end at once instead
     # of holding the shutdown for its whole grace period.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Wakes the queue runners now (after an admin's retry): this process's own commits do not
+    # move the queue database's data_version, which is how the runners notice the CLI's.
+    kick: Callable[[], None] = field(default=lambda: None)
 
     @property
     def hostname(self) -> str:
