@@ -20,7 +20,6 @@ status (first word), the Remote-MTA and the diagnostic back out of one string
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import ssl
 import time
@@ -72,7 +71,8 @@ def split_reply(reply: str | None) -> tuple[str, str | None, str | None]:
 class _Pool:
     """Idle SMTP connections by (address, port, tls), reused for the next message there."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], max_idle: int = MAX_IDLE_PER_HOST) -> None:
+        self._max_idle = max_idle
         self._idle: dict[tuple[str, int, str], list[tuple[Client, float]]] = {}
         self._clock = clock
         self._closing: set[asyncio.Task[None]] = set()
@@ -95,7 +95,7 @@ class _Pool:
 
     def give(self, key: tuple[str, int, str], client: Client) -> None:
         entries = self._idle.setdefault(key, [])
-        if len(entries) >= MAX_IDLE_PER_HOST or not client.usable:
+        if len(entries) >= self._max_idle or not client.usable:
             self._quit(client)
             return
         entries.append((client, self._clock()))
@@ -134,7 +134,8 @@ class OutboundDelivery:
         self.hostname = hostname
         self.resolver = resolver
         self.smarthost_context = smarthost_context
-        self._pool = _Pool(clock)
+        # As many idle connections per host as sessions may run to one destination.
+        self._pool = _Pool(clock, max(MAX_IDLE_PER_HOST, config.max_per_destination))
         self._all = asyncio.Semaphore(config.max_connections)
         self._per_destination: dict[str, asyncio.Semaphore] = {}
         self.timeouts = Timeouts(
@@ -290,9 +291,8 @@ class OutboundDelivery:
             if client is not None:
                 await client.quit()
             return f"4.4.1 {hop.host} [{address}]: {type(e).__name__}: {e}"
-        with contextlib.suppress(SMTPClientError, OSError, TimeoutError):
-            if client.usable:
-                await client.reset()
+        # A finished transaction leaves the session clean (RFC 5321 §4.1.1.4): no RSET needed;
+        # the client sent one itself when no recipient was accepted.
         self._pool.give(key, client)
         return self._settle(client.remote, rows, result)
 

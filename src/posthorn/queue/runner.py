@@ -162,6 +162,10 @@ class QueueRunner:
     def _on_commit(self, message: QueuedMessage) -> None:
         if self._stopping or message.queue_id in self._tasks:
             return
+        if not any(r.route is self.route for r in message.recipients):
+            # Not ours (yet): a task holding this snapshot would find nothing to do, and while
+            # it waited for a slot it would make the other runner's kick skip the message.
+            return
         if len(self._tasks) >= self._max_tasks:
             self._more = True  # it is durable: a scan takes it once there is room
             return
