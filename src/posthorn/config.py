@@ -178,6 +178,11 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    tls: bool = False  # serve the http listeners over TLS with the [tls] certificate
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -186,6 +191,7 @@ class Config:
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
     source: Path | None = None
     """The file this came from; None for the local default."""
@@ -249,6 +255,7 @@ class _Loader:
             "smtp": self.smtp,
             "imap": self.imap,
             "outbound": self.outbound,
+            "web": self.web,
             "pop3": self.pop3,
         }
         built: dict[str, Any] = {}
@@ -495,6 +502,13 @@ class _Loader:
         if out.get("smarthost_password") and not out.get("smarthost_user"):
             self.problem("outbound.smarthost_password", "needs outbound.smarthost_user")
         return OutboundConfig(**out)
+
+    def web(self, t: Mapping[str, Any]) -> WebConfig:
+        self.unknown("web", t, WebConfig)
+        out: dict[str, Any] = {}
+        if "tls" in t and self.typed("web.tls", t["tls"], bool, "true or false"):
+            out["tls"] = t["tls"]
+        return WebConfig(**out)
 
     def duration(self, key: str, value: object) -> float:
         """Seconds: a number, or a string such as "90s", "5m", "4h", "5d"."""

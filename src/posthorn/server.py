@@ -261,7 +261,9 @@ class Server:
             kick=self._kick_runners,
         )
         app = create_app(ctx)
-        return _Web(WebServer(app, sockets, self.config.server.shutdown_timeout), ctx.stopping)
+        tls = self.ssl_context if self.config.web.tls else None
+        web = WebServer(app, sockets, self.config.server.shutdown_timeout, tls)
+        return _Web(web, ctx.stopping)
 
     def _kick_runners(self) -> None:
         for runner in (self.runner, self.remote_runner):

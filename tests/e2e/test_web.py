@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Posthorn
+from tests.e2e.mail import client_tls
 
 PASSWORDS = {"alice@example.test": "pw-alice-web", "bob@example.test": "pw-bob-web"}
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -174,3 +175,31 @@ def test_event_stream_sees_an_imap_append(server: Posthorn) -> None:
             if line.startswith("data: "):
                 assert json.loads(line[6:]) == {"mailbox": "INBOX", "kind": "new"}
                 break
+
+
+def test_web_over_tls_sets_a_secure_cookie(tmp_path: Path) -> None:
+    """``[web] tls = true``: the http listener speaks HTTPS (TLS 1.2+) with the server's
+    certificate, and the session cookie is marked Secure."""
+    ph = Posthorn(tmp_path, extra="[web]\ntls = true\n", services=("http",)).start()
+    try:
+        ph.cli("user", "add", ALICE, "--password-stdin", input=PASSWORDS[ALICE] + "\n", check=True)
+        url = f"https://127.0.0.1:{ph.ports['http']}"
+        plain = subprocess.run(
+            ["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{ph.ports['http']}/healthz"],
+            capture_output=True,
+            text=True,
+        )
+        assert plain.returncode != 0 or "ok" not in plain.stdout  # no plaintext HTTP
+        old = subprocess.run(
+            ["curl", "-sk", "--tlsv1.1", "--tls-max", "1.1", "--max-time", "5", f"{url}/healthz"],
+            capture_output=True,
+            text=True,
+        )
+        assert old.returncode != 0  # TLS 1.1 refused
+        with httpx.Client(base_url=url, verify=client_tls(), timeout=10) as client:
+            assert client.get("/healthz").json()["status"] == "ok"
+            r = client.post("/api/login", json={"address": ALICE, "password": PASSWORDS[ALICE]})
+            assert r.status_code == 200
+            assert "secure" in r.headers["set-cookie"].lower()
+    finally:
+        assert ph.stop() == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 
 import uvicorn
@@ -22,7 +23,13 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class WebServer:
-    def __init__(self, app: ASGIApp, sockets: list[socket.socket], shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sockets: list[socket.socket],
+        shutdown_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -31,6 +38,11 @@ class WebServer:
             timeout_graceful_shutdown=max(1, int(shutdown_timeout)),
             server_header=False,
         )
+        if ssl_context is not None:
+            # Our context (TLS 1.2+, the server's certificate), not one uvicorn builds from
+            # file names: uvicorn hands ``config.ssl`` to the listening sockets as it is.
+            config.load()
+            config.ssl = ssl_context
         self._server = _EmbeddedServer(config)
         self._sockets = sockets
         self._task: asyncio.Task[None] | None = None
