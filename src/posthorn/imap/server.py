@@ -21,6 +21,7 @@ from posthorn.imap.session import Accounts, Connection, Limits, Next, Outcome, S
 from posthorn.imap.values import Command
 from posthorn.imap.wire import CommandReader, Continue, LineTooLong, Reject
 from posthorn.log import bind, get_logger
+from posthorn.net.tls import describe_tls
 from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
 from posthorn.sasl import MAX_RESPONSE_LINE
 from posthorn.store.base import MailStore
@@ -87,7 +88,7 @@ class IMAPServer:
             return
         try:
             bind(service="imap", ip=ip)
-            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, _describe_tls(writer))
+            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, describe_tls(writer))
             log.info("connection.open", tls=conn.tls or "no")
             await _Dialogue(self, conn, reader, writer).run()
         finally:
@@ -333,16 +334,8 @@ class _Dialogue:
         except (ssl.SSLError, OSError, TimeoutError) as e:
             log.info("tls.failed", error=type(e).__name__)
             raise _Closed from None
-        self.session.tls_started(_describe_tls(self.writer) or "TLS")
+        self.session.tls_started(describe_tls(self.writer) or "TLS")
 
     async def _final_flush(self) -> None:
         with contextlib.suppress(OSError, TimeoutError, ConnectionError, _Closed):
             await asyncio.wait_for(self.flush(), 2)
-
-
-def _describe_tls(writer: asyncio.StreamWriter) -> str | None:
-    obj = writer.get_extra_info("ssl_object")
-    if obj is None:
-        return None
-    cipher = obj.cipher()
-    return f"{obj.version()} {cipher[0] if cipher else ''}".strip()

@@ -7,6 +7,7 @@ reused on every later start, so clients can pin it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
@@ -75,3 +76,13 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx.load_cert_chain(cert, key)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     return ctx
+
+
+def describe_tls(writer: asyncio.StreamWriter) -> str | None:
+    """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` for an encrypted stream, None for a plain one:
+    what the logs and the Received field's WITH clause say about a connection."""
+    obj = writer.get_extra_info("ssl_object")
+    if obj is None:
+        return None
+    cipher = obj.cipher()
+    return f"{obj.version()} {cipher[0] if cipher else ''}".strip()

@@ -15,6 +15,7 @@ import ipaddress
 import ssl
 
 from posthorn.log import bind, get_logger
+from posthorn.net.tls import describe_tls
 from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
 from posthorn.pop3 import protocol
 from posthorn.pop3.protocol import MAX_COMMAND_LINE, LineReader, LineTooLong
@@ -92,7 +93,7 @@ class POP3Server:
             return
         try:
             bind(service="pop3", ip=ip)
-            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, _describe_tls(writer))
+            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, describe_tls(writer))
             log.info("connection.open", tls=conn.tls or "no")
             await _Dialogue(self, conn, reader, writer).run()
         finally:
@@ -237,16 +238,8 @@ class _Dialogue:
         except (ssl.SSLError, OSError, TimeoutError) as e:
             log.info("tls.failed", error=type(e).__name__)
             raise _Closed from None
-        self.session.tls_started(_describe_tls(self.writer) or "TLS")
+        self.session.tls_started(describe_tls(self.writer) or "TLS")
 
     async def _final_flush(self) -> None:
         with contextlib.suppress(OSError, TimeoutError, ConnectionError, _Closed):
             await asyncio.wait_for(self.flush(), 2)
-
-
-def _describe_tls(writer: asyncio.StreamWriter) -> str | None:
-    obj = writer.get_extra_info("ssl_object")
-    if obj is None:
-        return None
-    cipher = obj.cipher()
-    return f"{obj.version()} {cipher[0] if cipher else ''}".strip()

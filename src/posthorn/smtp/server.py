@@ -14,6 +14,7 @@ import ssl
 import time
 
 from posthorn.log import get_logger
+from posthorn.net.tls import describe_tls
 from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
 from posthorn.smtp import codes
 from posthorn.smtp.codes import Reply
@@ -81,7 +82,7 @@ class SMTPServer:
             await writer.drain()
             return
         try:
-            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, _describe_tls(writer))
+            conn = Connection(ip, ipaddress.ip_address(ip).is_loopback, describe_tls(writer))
             session = Session(
                 self.profile,
                 conn,
@@ -279,12 +280,4 @@ class _Dialogue:
         except (ssl.SSLError, OSError, TimeoutError) as e:
             log.info("tls.failed", error=type(e).__name__)
             raise _Closed from None
-        await self.session.tls_started(_describe_tls(self.writer) or "TLS")
-
-
-def _describe_tls(writer: asyncio.StreamWriter) -> str | None:
-    obj = writer.get_extra_info("ssl_object")
-    if obj is None:
-        return None
-    cipher = obj.cipher()
-    return f"{obj.version()} {cipher[0] if cipher else ''}".strip()
+        await self.session.tls_started(describe_tls(self.writer) or "TLS")
