@@ -27,7 +27,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/fuzz
 
 test: $(STAMP) lint typecheck
-	bash scripts/test-deps.sh curl swaks isync fetchmail
+	bash scripts/test-deps.sh curl swaks isync fetchmail chromium
 	@# pytest exits 5 when it collected no test: say so plainly instead of failing obscurely.
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests"; exit $$rc
 

@@ -321,6 +321,7 @@ function startAdmin() {
 
   async function loadDns(domain) {
     const records = await api("GET", `/api/admin/dns/${enc(domain)}`);
+    if ($("dns-domain").value !== domain) return; // another domain was chosen meanwhile
     $("dns-body").replaceChildren(
       ...records.map((record) =>
         el(

@@ -519,7 +519,10 @@ function startWebmail() {
     showView("message");
     if (unread) {
       // Reading does not set \Seen on the server (docs/web-api.md); the reader does.
-      await setFlags({ add: [SEEN] });
+      await setFlags({ add: [SEEN] }).catch((err) => {
+        // Deleted or moved meanwhile: the read mark no longer matters.
+        if (state.open && state.open.message === message) throw err;
+      });
     } else {
       renderList();
     }
@@ -591,7 +594,8 @@ function startWebmail() {
     (change.add || []).forEach((flag) => flags.add(flag));
     (change.remove || []).forEach((flag) => flags.delete(flag));
     message.flags = [...flags];
-    renderFlagButtons();
+    // The reader may have moved on (deleted, another message opened) while we waited.
+    if (state.open && state.open.message === message) renderFlagButtons();
     updateRow(uid, { flags: message.flags, seen: flags.has(SEEN), flagged: flags.has(FLAGGED) });
     await loadMailboxes();
   }
