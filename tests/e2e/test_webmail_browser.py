@@ -453,6 +453,74 @@ def test_attachment_is_downloaded_back_unchanged(server: Posthorn, browser: Brow
         assert_quiet(w)
 
 
+def test_forward_flag_unread_draft_and_folders(server: Posthorn, browser: Browser) -> None:
+    """The rest of the reader and compose actions, checked over IMAP: forward carries the
+    attachment, flag and mark unread reach the store, a draft lands in Drafts, and folders
+    are created, renamed and deleted."""
+    subject = "Forward this one"
+    blob = os.urandom(2048)
+    msg = mail(subject)
+    msg.add_attachment(blob, maintype="application", subtype="octet-stream", filename="f.bin")
+    deliver(server, msg, ALICE)
+    must_fetch(server, ALICE, subject)
+    with watched_page(browser, server) as w:
+        page = w.page
+        login(page, ALICE)
+        open_message(page, subject)
+        expect(row(page, subject)).to_have_attribute("data-seen", "true")
+        page.get_by_test_id("flag").click()
+        expect(row(page, subject)).to_have_attribute("data-flagged", "true")
+        page.get_by_test_id("toggle-seen").click()
+        expect(row(page, subject)).to_have_attribute("data-seen", "false")
+        eventually(
+            lambda: (
+                "\\Flagged" in must_fetch(server, ALICE, subject)[1]
+                and "\\Seen" not in must_fetch(server, ALICE, subject)[1]
+            ),
+            what="flagged and unread over IMAP",
+        )
+
+        page.get_by_test_id("forward").click()
+        expect(page.get_by_test_id("compose-subject")).to_have_value(f"Fwd: {subject}")
+        expect(page.get_by_test_id("compose-forwarded")).to_contain_text("f.bin")
+        page.get_by_test_id("compose-to").fill(BOB)
+        page.get_by_test_id("send").click()
+        expect(page.get_by_test_id("compose-dialog")).to_be_hidden()
+        forwarded, _ = must_fetch(server, BOB, f"Fwd: {subject}")
+        parts = [p for p in forwarded.iter_attachments() if p.get_filename() == "f.bin"]
+        assert len(parts) == 1 and parts[0].get_content() == blob
+
+        page.get_by_test_id("compose").click()
+        page.get_by_test_id("compose-to").fill(CAROL)
+        page.get_by_test_id("compose-subject").fill("Half-written")
+        page.get_by_test_id("compose-body").fill("to be continued")
+        page.get_by_test_id("save-draft").click()
+        _, flags = must_fetch(server, ALICE, "Half-written", "Drafts")
+        assert "\\Draft" in flags
+        page.get_by_test_id("compose-close").click()
+
+        page.get_by_test_id("folder-new").click()
+        page.get_by_test_id("ask-input").fill("Projects")
+        page.get_by_test_id("ask-ok").click()
+        expect(page.get_by_test_id("folder-Projects")).to_be_visible()
+        open_folder(page, "Projects")
+        page.get_by_test_id("folder-rename").click()
+        page.get_by_test_id("ask-input").fill("Archive2026")
+        page.get_by_test_id("ask-ok").click()
+        expect(page.get_by_test_id("folder-Archive2026")).to_be_visible()
+        expect(page.get_by_test_id("folder-Projects")).to_have_count(0)
+        page.get_by_test_id("folder-delete").click()
+        page.get_by_test_id("ask-ok").click()
+        expect(page.get_by_test_id("folder-Archive2026")).to_have_count(0)
+        m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+        m.login(ALICE, PASSWORDS[ALICE])
+        _, listing = m.list()
+        m.logout()
+        names = b" ".join(x for x in listing if isinstance(x, bytes))
+        assert b"Projects" not in names and b"Archive2026" not in names
+        assert_quiet(w)
+
+
 # ---------------------------------------------------------------- 6. delete to Trash
 
 
