@@ -437,7 +437,7 @@ def test_attachment_is_downloaded_back_unchanged(server: Posthorn, browser: Brow
 
         # New mail shows up without a reload (the event stream), marked as having attachments.
         the_row = row(page, subject)
-        expect(the_row).to_be_visible(timeout=15_000)
+        expect(the_row).to_be_visible(timeout=30_000)
         expect(the_row.get_by_test_id("attachment-marker")).to_be_visible()
         open_message(page, subject)
         link = page.get_by_test_id("attachment-link")

@@ -853,6 +853,10 @@ function startWebmail() {
       }
       scheduleRefresh(mailbox);
     });
+    // Lost events ("resync") and the time before the stream was open (or while it
+    // reconnected) may hide changes: refresh everything then.
+    events.addEventListener("resync", () => scheduleRefresh(null));
+    events.addEventListener("open", () => scheduleRefresh(null));
     events.addEventListener("error", () => {
       if (events.readyState !== EventSource.CLOSED) return; // the browser reconnects itself
       // Closed for good (session gone, server restarted): check the session, then listen again.
