@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean
+.PHONY: run test lint typecheck unit bench lock clean reliability
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: $(STAMP) lint typecheck
 	bash scripts/test-deps.sh curl swaks isync fetchmail chromium
 	@# pytest exits 5 when it collected no test: say so plainly instead of failing obscurely.
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests"; exit $$rc
+
+# The reliability suite the long way: `kill -9` of `posthorn serve` KILLS times (default 30,
+# about 4 minutes) under SMTP, submission, IMAP APPEND and relaying load; `make test` runs 4.
+# POSTHORN_SEED=N replays a run; the figures go to test-artifacts/reliability/crash.json.
+KILLS ?= 30
+reliability: $(STAMP)
+	POSTHORN_KILLS=$(KILLS) $(BIN)/pytest -q -s tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py

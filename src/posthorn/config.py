@@ -75,6 +75,8 @@ class ServerConfig:
     data_dir: Path = Path("data")
     domains: tuple[str, ...] = ("localhost",)
     shutdown_timeout: float = 10.0
+    user: str = ""  # started as root: bind, read the TLS key, then run as this user
+    group: str = ""  # ... and this group (default: the user's primary group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +319,13 @@ class _Loader:
                 if not 0 <= v <= 3600:
                     self.problem("server.shutdown_timeout", "must be from 0 to 3600 seconds")
                 out["shutdown_timeout"] = float(v)
+        for key in ("user", "group"):
+            if key in t and self.typed(f"server.{key}", t[key], str, "a name or a number"):
+                if t[key] != t[key].strip() or any(not c.isprintable() for c in t[key]):
+                    self.problem(f"server.{key}", f"{t[key]!r} is not a valid {key} name")
+                out[key] = t[key]
+        if out.get("group") and not out.get("user"):
+            self.problem("server.group", "needs server.user")
         return ServerConfig(**out)
 
     def listen(self, t: Mapping[str, Any]) -> ListenConfig:

@@ -36,6 +36,7 @@ from posthorn.policy.limits import AuthThrottle, ConnectionLimiter
 from posthorn.pop3.server import POP3Server
 from posthorn.pop3.session import Limits as POP3Limits
 from posthorn.pop3.session import MaildropLocks, SizeCache
+from posthorn.privileges import Identity, PrivilegeError, drop_to, give_data_dir, resolve_identity
 from posthorn.queue.records import Route
 from posthorn.queue.runner import QueueRunner
 from posthorn.queue.schedule import RetryPolicy
@@ -271,8 +272,24 @@ class Server:
                 runner.kick()
 
     async def start(self) -> None:
+        # What needs root comes first: the service user is looked up (an unknown name stops
+        # here), the data directory is locked, the listeners are bound (ports < 1024) and
+        # the TLS key is read (a key only root may read still loads). Then the data
+        # directory is handed to the service user and root is dropped, before any database
+        # or message file is opened, so everything the server creates belongs to that user.
+        identity = self._identity()
         self._lock = open_data_dir(self.data_dir)
         sockets = self._bind()
+        try:
+            self._tls_context()
+            smarthost_context = self._smarthost_context()
+            if identity is not None:
+                self._drop_privileges(identity)
+        except BaseException:
+            for socks in sockets.values():
+                for s in socks:
+                    s.close()
+            raise
         self.directory = await Directory.in_data_dir(self.data_dir)
         await self.store.open()
         # Domains first: recovered messages must route to them as local (not foreign).
@@ -285,7 +302,7 @@ class Server:
             out,
             hostname=self.config.server.hostname,
             resolver=self.resolver,
-            smarthost_context=self._smarthost_context(),
+            smarthost_context=smarthost_context,
         )
         self.bouncer = Bouncer(
             self.spool,
@@ -315,7 +332,6 @@ class Server:
         await self.runner.start()
         await self.remote_runner.start()
         await self.bouncer.sweep()
-        self._tls_context()
         builders = self._builders()
         for service, socks in sockets.items():
             self.services[service] = builders[service](service, socks)
@@ -324,6 +340,63 @@ class Server:
             for addr in self.bound[service]:
                 log.info("listener.bound", service=service, addr=addr)
         log.info("server.started", hostname=self.config.server.hostname, pid=os.getpid())
+
+    def _identity(self) -> Identity | None:
+        """Whom to run as after the start-up work, or None to stay as started.
+
+        ``server.user`` set: started as root, that user (looked up now); already running as
+        that user, nothing to do; running as anyone else, a `StartError` (the configured
+        identity cannot be had). Unset and running as root: a warning, and root it stays.
+        """
+        cfg = self.config.server
+        if not cfg.user:
+            if os.geteuid() == 0:
+                log.warning("server.running_as_root", hint="set server.user to drop root")
+            return None
+        try:
+            identity = resolve_identity(cfg.user, cfg.group)
+        except PrivilegeError as e:
+            raise StartError(str(e)) from None
+        if os.geteuid() == 0:
+            return identity if identity.uid != 0 else None
+        if (os.geteuid(), os.getegid()) == (identity.uid, identity.gid):
+            return None
+        raise StartError(
+            f"server.user = {cfg.user!r}: posthorn serve must be started as root to switch"
+            f" to it (running as uid {os.geteuid()})"
+        )
+
+    def _drop_privileges(self, identity: Identity) -> None:
+        """Hand the data directory to ``identity``, become it, and check it can write there."""
+        try:
+            handover = give_data_dir(self.data_dir, identity)
+        except OSError as e:
+            raise StartError(
+                f"cannot give data directory {self.data_dir} to user {identity.user}:"
+                f" {e.strerror or e}"
+            ) from None
+        try:
+            drop_to(identity)
+        except PrivilegeError as e:
+            raise StartError(str(e)) from None
+        probe = self.data_dir / ".write-test"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise StartError(
+                f"data directory {self.data_dir} is not writable by user {identity.user}"
+                f" (check the directories above it too): {e.strerror or e}"
+            ) from None
+        log.info(
+            "server.privileges_dropped",
+            user=identity.user,
+            uid=identity.uid,
+            group=identity.group,
+            gid=identity.gid,
+            data_dir_changed=handover.changed,
+            data_dir_skipped=handover.skipped,
+        )
 
     def _bind(self) -> dict[str, list[socket.socket]]:
         builders = self._builders()

@@ -98,6 +98,9 @@ def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
         ("[server]\nshutdown_timeout = true\n", "server.shutdown_timeout: must be a number"),
         ("[server\n", "not valid TOML"),
         ("server = 3\n", "server: must be a table"),
+        ("[server]\nuser = 1000\n", "server.user: must be a name or a number"),
+        ("[server]\nuser = ' posthorn'\n", "server.user: ' posthorn' is not a valid user"),
+        ("[server]\ngroup = 'mail'\n", "server.group: needs server.user"),
     ],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -276,3 +279,12 @@ def test_outbound_errors(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, text))
     assert any(expected in p for p in exc.value.problems), exc.value.problems
+
+
+def test_service_user_and_group(tmp_path: Path) -> None:
+    """`server.user`/`group`: whom `posthorn serve` started as root runs as (looked up at
+    start, not here: the config may be checked on another machine)."""
+    config = load_config(write(tmp_path, "[server]\nuser = 'posthorn'\ngroup = 'mail'\n"))
+    assert (config.server.user, config.server.group) == ("posthorn", "mail")
+    default = load_config(write(tmp_path, "[server]\n"))
+    assert (default.server.user, default.server.group) == ("", "")

@@ -1,4 +1,4 @@
-"""The `posthorn` command: serve, check-config, and the admin commands.
+"""The `posthorn` command: serve, check-config, check, and the admin commands.
 
 Admin commands open the data directory's databases directly, so they work whether or not the
 server is running (SQLite in WAL mode lets both at once).
@@ -10,6 +10,7 @@ import click
 
 from posthorn import __version__
 from posthorn.cli.admin import alias_group, domain_group, user_group
+from posthorn.cli.check import check_command
 from posthorn.cli.dns import dns_group
 from posthorn.cli.mail import mail_group
 from posthorn.cli.queue import queue_group
@@ -25,6 +26,7 @@ def cli() -> None:
 
 cli.add_command(serve_command)
 cli.add_command(check_config_command)
+cli.add_command(check_command)
 cli.add_command(domain_group)
 cli.add_command(user_group)
 cli.add_command(alias_group)

@@ -16,6 +16,7 @@ Untagged updates from other sessions are delivered at the end of each command
 from __future__ import annotations
 
 import enum
+import errno
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ log = get_logger("posthorn.imap")
 
 FETCH_BATCH = 500  # messages loaded from the store at once while answering a FETCH
 MAX_ID_PAIRS = 30  # RFC 2971 §3.3
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})  # answered NO [OVERQUOTA]
 
 
 class Account(Protocol):
@@ -305,11 +307,21 @@ class Session:
             await self.emit(response.tagged(cmd.tag, "NO", "quota exceeded", "OVERQUOTA"))
         except FetchFailed as e:
             await self.emit(response.tagged(cmd.tag, "NO", e.message, e.code))
-        except OSError:
-            # A message file the store cannot read (issue: corrupt or missing blob). The
-            # session's state is intact, so this command fails and the next one may work.
+        except OSError as e:
+            # The session's state is intact, so this command fails and the next one may work.
             log.exception("imap.storage_error", command=cmd.name)
-            await self.emit(response.tagged(cmd.tag, "NO", "message storage error", "SERVERBUG"))
+            if e.errno in _OUT_OF_SPACE:
+                # RFC 5530 §3 OVERQUOTA: no room for what the command would add. Dovecot
+                # answers a full disk the same way; SERVERBUG would blame a bug that is not
+                # there, and the client may retry once space returns.
+                await self.emit(
+                    response.tagged(cmd.tag, "NO", "not enough disk space", "OVERQUOTA")
+                )
+            else:
+                # A message file the store cannot read (corrupt, truncated or missing blob).
+                await self.emit(
+                    response.tagged(cmd.tag, "NO", "message storage error", "SERVERBUG")
+                )
         except MailboxGone:
             await self.emit(b"* BYE [NONEXISTENT] the selected mailbox was deleted\r\n")
             return Outcome(Next.CLOSE)

@@ -425,9 +425,11 @@ def retry(conn: sqlite3.Connection, queue_id: str | None, now: float) -> Retried
     if queue_id is not None:
         _state(conn, queue_id)
     rows = conn.execute(
-        "UPDATE recipients SET next_try = ?"
-        f" WHERE status IN ('pending', 'deferred') AND next_try > ?{scope} RETURNING queue_id",
-        (now, now, *args),
+        # Rows already due are written too: the commit is what tells a running server (its
+        # runners watch data_version) to drop a pause it keeps only in memory.
+        "UPDATE recipients SET next_try = MIN(next_try, ?)"
+        f" WHERE status IN ('pending', 'deferred'){scope} RETURNING queue_id",
+        (now, *args),
     ).fetchall()
     touched = {r[0] for r in rows}
     held = sum(

@@ -201,6 +201,9 @@ class QueueRunner:
                 continue
             if self._version is not None and version != self._version:
                 self._version = version
+                # An operator acted (``queue retry``, ``release``): messages held off after
+                # a failed pass get their chance now rather than after the pause.
+                self._hold_off.clear()
                 if self.on_external_change is not None:
                     try:
                         await self.on_external_change()

@@ -42,8 +42,10 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import errno
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -270,7 +272,9 @@ class SpoolWriter:
     async def commit(self, envelope: Envelope) -> str:
         """Make the message durable and queue it; returns the queue id. Only after this
         returns may the 250 go out. Raises on any failure (the caller answers 451 and the
-        message is not queued); a cancelled caller does not cancel the commit itself."""
+        message is not queued; an `OSError` with ``ENOSPC`` when the disk is full, whether
+        for the file or the database, so the caller can answer 452 4.3.1); a cancelled caller
+        does not cancel the commit itself."""
         if self._state is not _State.OPEN:
             raise SpoolError(f"commit on a {self._state.value} spool writer")
         if not envelope.recipients:
@@ -304,11 +308,15 @@ class SpoolWriter:
                 # leave the files to the sweep, which decides by the committed rows.
                 self._state = _State.FAILED
                 raise
-            except BaseException:
+            except BaseException as e:
                 self._state = _State.FAILED
                 log.exception("spool.commit_failed")
                 if owned is not None:  # the insert rolled back: the file is nobody's
                     await spool.io(_unlink, owned)
+                if isinstance(e, sqlite3.Error) and _is_full(e):
+                    # One kind of "out of space" for the SMTP side (452 4.3.1), whether the
+                    # file or the queue database ran out.
+                    raise OSError(errno.ENOSPC, "queue database: disk full") from e
                 raise
             self._state = _State.COMMITTED
             log.info(
@@ -337,6 +345,10 @@ class SpoolWriter:
             fd = None if job.cancelled() or job.exception() is not None else job.result()
         self._fd = None
         await self._spool.io(_discard, fd, self._tmp)
+
+
+def _is_full(e: sqlite3.Error) -> bool:
+    return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 def _head(data: bytearray) -> bytes | None:

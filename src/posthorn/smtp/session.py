@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -89,6 +90,10 @@ class Accounts(Protocol):
     async def authenticate(self, address: str, password: str) -> Account | None: ...
 
     async def resolve(self, address: str | Address) -> Resolution: ...
+
+
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""`SpoolWriter.commit` errors answered ``452 4.3.1`` rather than ``451 4.3.0``."""
 
 
 class SpoolWriter(Protocol):
@@ -530,6 +535,14 @@ class Session:
         envelope = self._envelope(tx)
         try:
             queue_id = await tx.writer.commit(envelope)
+        except OSError as e:
+            await tx.writer.abort()
+            if e.errno not in _OUT_OF_SPACE:
+                raise
+            # RFC 5321 §4.5.3.1.10 / RFC 3463 X.3.1: a temporary refusal; the client keeps
+            # the message and retries once space returns (the spool logged the traceback).
+            log.warning("message.rejected", queue=tx.writer.queue_id, reply="452 disk full")
+            return Outcome(self._per_recipient(tx, codes.INSUFFICIENT_STORAGE))
         except Exception:
             await tx.writer.abort()
             raise

@@ -39,6 +39,11 @@ _NAME_LEN = 32
 _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
 
 
+class BlobDamaged(OSError):
+    """A blob file holds fewer bytes than its row records (truncated on disk). An OSError,
+    so every reader that already treats an unreadable file as a storage error does here too."""
+
+
 @dataclass(frozen=True, slots=True)
 class StagedBlob:
     """A blob file made durable but not yet referenced by the database."""
@@ -139,11 +144,19 @@ class BlobFiles:
     # reading -----------------------------------------------------------------
     def read(self, name: str, start: int, length: int | None) -> bytes:
         """Bytes ``start`` .. ``start+length`` of the blob (to its end when length is None),
-        reading only those. Raises FileNotFoundError when the blob is gone."""
+        reading only those. Raises FileNotFoundError when the blob is gone, and `BlobDamaged`
+        when it is shorter than that: callers ask only for bytes the database says exist, so a
+        short file is damage, and serving it would hand a client a message cut short (and a
+        literal that disagrees with RFC822.SIZE) as if nothing were wrong."""
         with open(self.path(name), "rb") as f:
             if start:
                 f.seek(start)
-            return f.read() if length is None else f.read(length)
+            data = f.read() if length is None else f.read(length)
+        if length is not None and len(data) < length:
+            raise BlobDamaged(
+                errno.EIO, f"blob file shorter than recorded ({start + len(data)} bytes)"
+            )
+        return data
 
     def read_heads(self, wanted: Iterable[tuple[str, int]]) -> dict[str, bytes]:
         """The first ``size`` bytes of each named blob, by name; blobs that are gone are left

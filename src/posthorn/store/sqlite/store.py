@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import sqlite3
 import time
@@ -162,7 +163,14 @@ class SQLiteMailStore:
         """One write transaction on the writer thread; after-commit work runs even if we are
         cancelled meanwhile (hence the shield)."""
         fut = self._submit_write(lambda conn: fn(conn, *args, **kwargs))
-        outcome = await asyncio.shield(fut)
+        try:
+            outcome = await asyncio.shield(fut)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise
+            # The same "disk full" as a blob write's ENOSPC, so readers answer it one way
+            # (IMAP NO [OVERQUOTA], local delivery defers) without knowing about SQLite.
+            raise OSError(errno.ENOSPC, "message database: disk full") from e
         return outcome.value
 
     async def _read(
@@ -379,7 +387,14 @@ class SQLiteMailStore:
         except BaseException:
             self._delete_blobs([staged.name])
             raise
-        outcome = await asyncio.shield(fut)
+        try:
+            outcome = await asyncio.shield(fut)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise
+            # The same "disk full" as a blob write's ENOSPC, so readers answer it one way
+            # (IMAP NO [OVERQUOTA], local delivery defers) without knowing about SQLite.
+            raise OSError(errno.ENOSPC, "message database: disk full") from e
         return outcome.value
 
     async def fetch(
