@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean reliability
+.PHONY: run test lint typecheck unit fuzz bench lock clean reliability
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) lint typecheck
 KILLS ?= 30
 reliability: $(STAMP)
 	POSTHORN_KILLS=$(KILLS) $(BIN)/pytest -q -s tests/reliability
+
+# The fuzzers with every budget times 10 (tests/fuzz/budget.py); a few minutes.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q -p no:randomly --timeout=3600 tests/fuzz
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py

@@ -3,7 +3,7 @@ normalised and stable (parse(str(a)) == a)."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.mail.address import (
@@ -15,8 +15,9 @@ from posthorn.mail.address import (
     parse_address_bytes,
     split_plus,
 )
+from tests.fuzz.budget import budget
 
-FUZZ = settings(max_examples=400, deadline=None)
+FUZZ = budget(400)
 
 # Pieces that exercise every branch: specials, quotes, escapes, dots, IDN, literals, routes.
 _PIECES = st.sampled_from(

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.imap.search import (
@@ -24,8 +24,9 @@ from posthorn.imap.thread import parse_thread
 from posthorn.imap.values import Atom, ParseError, Refused, String, Value
 from posthorn.mail.mime import parse_message
 from posthorn.store.base import MessageMeta
+from tests.fuzz.budget import budget
 
-FUZZ = settings(max_examples=400, deadline=None)
+FUZZ = budget(400)
 
 WORDS = [
     "ALL", "ANSWERED", "BCC", "BEFORE", "BODY", "CC", "DELETED", "DRAFT", "FLAGGED", "FROM",

@@ -8,9 +8,10 @@ import re
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fuzz.budget import budget
 from tests.integration.imap_driver import Dialogue, open_world
 
 NAMES = [
@@ -60,7 +61,7 @@ async def run(lines: list[bytes]) -> None:
                     break
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@budget(60, slow=True)
 @given(commands())
 def test_random_sessions_never_break(lines: list[bytes]) -> None:
     asyncio.run(run(lines))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.imap.values import Atom, Command, String, Value
 from posthorn.imap.wire import CommandReader, Continue, Event, LineTooLong, Reject
+from tests.fuzz.budget import budget
 
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = budget(300)
 
 MAX_LINE = 40
 LITERAL_LIMIT = 30

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.mail import mime
 from posthorn.mail.headers import parse_address_list, parse_content_type, parse_params
 from posthorn.mail.info import BodyPart, EnvelopeAddress, MessageInfo
+from tests.fuzz.budget import budget
 
 SAMPLES = [
     p.read_bytes() for p in sorted((Path(__file__).parent.parent / "data/mime").glob("*.eml"))
 ]
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = budget(300)
 
 # --- invariants ------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ whatever the chunking."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.pop3.protocol import (
@@ -18,6 +18,7 @@ from posthorn.pop3.protocol import (
     ParseError,
     parse_command,
 )
+from tests.fuzz.budget import budget
 
 _WORDS = st.sampled_from(
     [b"USER", b"PASS", b"STAT", b"LIST", b"RETR", b"TOP", b"UIDL", b"AUTH", b"CAPA", b"dele"]
@@ -28,7 +29,7 @@ _LINES = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@budget(400)
 @given(_LINES)
 def test_parse_command_returns_or_refuses(line: bytes) -> None:
     try:
@@ -41,7 +42,7 @@ def test_parse_command_returns_or_refuses(line: bytes) -> None:
     assert all(a.isascii() for a in cmd.args)
 
 
-@settings(max_examples=200, deadline=None)
+@budget(200)
 @given(st.lists(st.binary(max_size=400), max_size=12))
 def test_line_reader_is_bounded(chunks: list[bytes]) -> None:
     reader = LineReader()
@@ -58,7 +59,7 @@ _MESSAGE = st.lists(
 ).map(b"".join)
 
 
-@settings(max_examples=300, deadline=None)
+@budget(300)
 @given(_MESSAGE, st.integers(min_value=1, max_value=9))
 def test_retr_transforms_are_exact_at_any_chunking(data: bytes, size: int) -> None:
     norm, count, stuff = CRLFNormalizer(), OctetCounter(), DotStuffer()
@@ -86,3 +87,15 @@ def test_retr_transforms_are_exact_at_any_chunking(data: bytes, size: int) -> No
         assert restored == normalized
     else:
         assert restored == normalized + b"\r\n"
+
+
+@budget(300)
+@given(st.sampled_from([b"USER", b"pass", b"Top", b"LIST", b"UIDL", b"APOP", b"XTND"]), _LINES)
+def test_parsed_commands_render_back(word: bytes, rest: bytes) -> None:
+    """What parses is exactly what was sent: re-rendering it parses to the same command."""
+    try:
+        cmd = parse_command(word + b" " + rest)
+    except ParseError:
+        return
+    again = parse_command(" ".join([cmd.name, *cmd.args]).encode("ascii"))
+    assert again == cmd

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import re
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from posthorn.smtp import codes
@@ -24,8 +24,9 @@ from posthorn.smtp.protocol import (
     xtext_decode,
     xtext_encode,
 )
+from tests.fuzz.budget import budget
 
-FUZZ = settings(max_examples=400, deadline=None)
+FUZZ = budget(400)
 
 # --- parsers ----------------------------------------------------------------------------------
 

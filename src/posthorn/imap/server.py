@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,7 @@ class _Dialogue:
         )
         self.commands = CommandReader(literal_limit=self.session.literal_limit)
         self.pending_read: asyncio.Future[bytes] | None = None
+        self._deadline: float | None = None
         self.deflate: Deflate | None = None
 
     # --- output ----------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class _Dialogue:
         if event is None:
             await self._fill()
             return True
+        self._deadline = None  # the next command gets a fresh timer
         if isinstance(event, Continue):
             await self.emit(b"+ OK\r\n")
             await self.flush()
@@ -266,7 +269,11 @@ class _Dialogue:
         return data
 
     async def _fill(self) -> None:
-        data = await self._read(self._timeout())
+        # One deadline per command, not per read: a client dribbling a byte a second must
+        # not hold the connection open forever.
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._timeout()
+        data = await self._read(max(0.0, self._deadline - time.monotonic()))
         if not data:
             raise _Closed
         self.commands.feed(data)
@@ -275,6 +282,7 @@ class _Dialogue:
         while True:
             line = self.commands.next_line(limit)
             if line is not None:
+                self._deadline = None
                 return line
             await self._fill()
 

@@ -9,6 +9,7 @@ bounded time to finish, and then cancel the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
@@ -84,6 +85,7 @@ class StreamListener:
             with bind(service=self.service, conn=f"{self.service[0]}{self._next_id}"):
                 try:
                     await self._handler(reader, writer)
+                    await _linger(reader, writer)
                 except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
                     pass
                 except Exception:
@@ -110,3 +112,29 @@ class StreamListener:
         if left:
             await asyncio.wait(left, timeout=1)
         return len(left)
+
+
+LINGER_SECONDS = 1.0
+LINGER_OCTETS = 1 << 20
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close gracefully: stop sending, then read and drop what the client still sends, briefly.
+
+    Closing a socket with unread input makes the kernel send a reset, which can destroy our
+    last reply (a 421, a BYE) in the client's buffer before it reads it. Bounded in time and
+    octets, so a client cannot keep the connection this way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    total = 0
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        while total < LINGER_OCTETS:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            data = await asyncio.wait_for(reader.read(65536), left)
+            if not data:
+                break
+            total += len(data)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import time
 
 from posthorn.log import bind, get_logger
 from posthorn.net.tls import describe_tls
@@ -191,16 +192,19 @@ class _Dialogue:
             return Outcome(Next.CLOSE)
 
     async def _line(self, limit: int) -> bytes | LineTooLong:
+        # One deadline for the whole line: a client sending a byte a second must not keep
+        # the session (and its maildrop lock) forever by restarting the timer each read.
+        deadline = time.monotonic() + self.server.timeout
         while True:
             line = self.lines.next_line(limit)
             if line is not None:
                 return line
-            data = await self._read()
+            data = await self._read(max(0.0, deadline - time.monotonic()))
             if not data:
                 raise _Closed
             self.lines.feed(data)
 
-    async def _read(self) -> bytes:
+    async def _read(self, wait: float) -> bytes:
         """Next chunk from the socket (b"" at EOF); on timeout or shutdown, -ERR and close."""
         await self.flush()
         if self.pending_read is None:
@@ -208,7 +212,7 @@ class _Dialogue:
         self._check_closing()
         self.server.waiting.add(self)
         try:
-            done, _ = await asyncio.wait({self.pending_read}, timeout=self.server.timeout)
+            done, _ = await asyncio.wait({self.pending_read}, timeout=wait)
         finally:
             self.server.waiting.discard(self)
         self._check_closing()

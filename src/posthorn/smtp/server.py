@@ -205,8 +205,11 @@ class _Dialogue:
         self.buf += data
 
     async def read_line(self, limit: int) -> bytes | None:
-        """One line without its line end; `_LineTooLong` after skipping an over-long one."""
+        """One line without its line end; `_LineTooLong` after skipping an over-long one.
+        The command timeout covers the whole line (RFC 5321 §4.5.3.2.7), so a client sending
+        a byte at a time cannot hold the session open by restarting it with every read."""
         too_long = False
+        deadline = time.monotonic() + self.server.command_timeout
         while True:
             end = self.buf.find(b"\n")
             if end >= 0:
@@ -219,7 +222,7 @@ class _Dialogue:
                 too_long = True
                 self.buf.clear()
             try:
-                await self.fill(self.server.command_timeout)
+                await self.fill(self._remaining_line(deadline))
             except _Closed:
                 if self.out:
                     raise
@@ -265,6 +268,9 @@ class _Dialogue:
         except Exception:
             log.exception("smtp.spool_error")
             self.session.content_failed()
+
+    def _remaining_line(self, deadline: float) -> float:
+        return max(0.0, deadline - time.monotonic())
 
     def _remaining(self, deadline: float) -> float:
         return max(0.0, min(self.server.command_timeout, deadline - time.monotonic()))

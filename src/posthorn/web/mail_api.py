@@ -60,6 +60,7 @@ from posthorn.web.context import WebContext
 from posthorn.web.reading import (
     attachments,
     body_texts,
+    displayable,
     format_addresses,
     leaf_bytes,
     leaves,
@@ -594,7 +595,9 @@ def _summary(meta: MessageMeta) -> dict[str, Any]:
 
 
 def _decoded(value: str | None) -> str:
-    return header_text(value.encode("utf-8", "surrogateescape")).strip() if value else ""
+    if not value:
+        return ""
+    return displayable(header_text(value.encode("utf-8", "surrogateescape")).strip())
 
 
 def _mailbox_name(value: object) -> str:

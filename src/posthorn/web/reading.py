@@ -181,6 +181,13 @@ def served_type(leaf: Leaf) -> str:
     return ctype
 
 
+def displayable(text: str) -> str:
+    """Header text as shown to people: raw 8-bit octets that are not UTF-8 (kept in the
+    metadata as surrogate escapes, `posthorn.mail.info`) become U+FFFD, which JSON and HTML
+    can carry."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def format_addresses(addresses: tuple[EnvelopeAddress, ...]) -> str:
     """``Name <a@b>, c@d`` for display (RFC 2047 names decoded; groups flattened)."""
     out: list[str] = []
@@ -190,4 +197,4 @@ def format_addresses(addresses: tuple[EnvelopeAddress, ...]) -> str:
         address = f"{a.mailbox}@{a.host}"
         name = decode_words(a.name).strip() if a.name else ""
         out.append(f"{name} <{address}>" if name else address)
-    return ", ".join(out)
+    return displayable(", ".join(out))
